@@ -1,0 +1,1 @@
+"""agentwire infrastructure: CDK app, local runtime, CLI."""

@@ -1,0 +1,1 @@
+"""Adapters: boto3 implementations of the gateway's ports."""

@@ -1,0 +1,1 @@
+"""Adapters: the AWS side of the llm service's ports."""

@@ -1,0 +1,1 @@
+"""Model providers: each implements `agentwire_llm.model.ModelProvider`."""

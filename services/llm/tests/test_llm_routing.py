@@ -1,0 +1,85 @@
+"""Provider routing by model id, keys from Secrets Manager, fallbacks from configuration and agents."""
+
+from __future__ import annotations
+
+import boto3
+import httpx2
+import pytest
+from agentwire_contracts.agents import AgentCatalog, AgentDefinition
+from agentwire_contracts.consumer import StepError
+from agentwire_llm.fallbacks import FallbackChains
+from agentwire_llm.model import CompletionRequest
+from agentwire_llm.providers.anthropic import AnthropicProvider
+from agentwire_llm.providers.factory import LiveRouter, read_secret
+from agentwire_llm.settings import LlmSettings
+from llm_testkit import user
+from moto import mock_aws
+
+SECRET = "sk-from-secrets-manager-not-real"
+
+
+def test_llm_routes_each_model_to_its_provider() -> None:
+    router = LiveRouter(
+        LlmSettings(
+            OPENAI_API_KEY="sk-o",
+            ANTHROPIC_API_KEY="sk-a",
+            AGENTWIRE_LLM_BEDROCK="true",
+            AGENTWIRE_LLM_MODEL_PROVIDERS={"my-finetune": "openai"},
+        )
+    )
+    assert router.provider_for("claude-haiku-4-5").name == "anthropic"
+    assert router.provider_for("gpt-4o-mini").name == "openai"
+    assert router.provider_for("us.anthropic.claude-sonnet-4-5-20250929-v1:0").name == "bedrock"
+    assert router.provider_for("my-finetune-v2").name == "openai"
+    with pytest.raises(StepError) as raised:
+        router.provider_for("llama-local").complete(CompletionRequest(model="llama-local", messages=[user("hi")]))
+    assert raised.value.code == "Llm.BadRequest"
+
+
+def test_llm_keys_come_from_secrets_manager_and_a_missing_key_is_unauthorized() -> None:
+    with mock_aws():
+        arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="agentwire/openai", SecretString=SECRET
+        )["ARN"]
+        router = LiveRouter(LlmSettings(OPENAI_API_KEY_SECRET_ARN=arn))
+        provider = router.provider_for("gpt-4o")
+    assert provider.name == "openai" and provider._client.api_key == SECRET  # type: ignore[attr-defined]
+    assert read_secret is not None
+    missing = LiveRouter(LlmSettings(OPENAI_API_KEY_SECRET_ARN=arn)).provider_for("claude-sonnet-4-5")
+    with pytest.raises(StepError) as raised:
+        missing.complete(CompletionRequest(model="claude-sonnet-4-5", messages=[user("hi")]))
+    assert raised.value.code == "Llm.Unauthorized" and not raised.value.retryable
+
+
+def test_llm_auto_is_live_with_any_credential_and_offline_without() -> None:
+    assert LlmSettings().resolved_provider() == "offline"
+    assert LlmSettings(OPENAI_API_KEY="").resolved_provider() == "offline"
+    assert LlmSettings(OPENAI_API_KEY_SECRET_ARN="arn:x").resolved_provider() == "live"
+    assert LlmSettings(AGENTWIRE_LLM_PROVIDER="scripted").resolved_provider() == "scripted"
+
+
+def test_llm_fallback_chain_from_configuration_then_the_agent() -> None:
+    agents = AgentCatalog(
+        [AgentDefinition(name="researcher", model="fast", fallback_models=("gpt-4o", "claude-haiku-4-5"))]
+    )
+    aliases = {"fast": "claude-haiku-4-5"}
+    chains = FallbackChains(
+        {"claude-sonnet-4-5": ["fast", "gpt-4o"]}, resolve_model=lambda m: aliases.get(m, m), catalog=lambda: agents
+    )
+    assert chains("claude-sonnet-4-5", "researcher") == ["claude-haiku-4-5", "gpt-4o"]
+    assert chains("claude-sonnet-4-5", "unknown-agent") == ["claude-haiku-4-5", "gpt-4o"]
+    assert chains("gpt-4o", "") == []
+
+
+def test_llm_anthropic_malformed_bodies_are_unavailable() -> None:
+    for response in (
+        httpx2.Response(200, text="<html>oops</html>"),
+        httpx2.Response(200, json={"type": "message", "content": [{"type": "tool_use", "id": "t"}]}),
+        httpx2.Response(200, json={"unexpected": True}),
+    ):
+        provider = AnthropicProvider.create(
+            "sk-ant-test", http_client=httpx2.Client(transport=httpx2.MockTransport(lambda request, r=response: r))
+        )
+        with pytest.raises(StepError) as raised:
+            provider.complete(CompletionRequest(model="claude-sonnet-4-5", messages=[user("hi")]))
+        assert raised.value.code == "Llm.Unavailable" and raised.value.retryable

@@ -1,0 +1,1 @@
+"""Adapters: the boto3 side of the orchestrator's ports."""
