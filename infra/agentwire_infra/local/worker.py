@@ -32,6 +32,7 @@ from agentwire_infra.local.lambda_runtime import (
     failed_message_ids,
     import_handler,
     sqs_event,
+    use_line_atomic_output,
 )
 from agentwire_infra.local.provision import QueueTopology, Topology
 
@@ -345,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", type=Path, default=None, help="touched once every handler is loaded")
     parser.add_argument("--wait-seconds", type=int, default=DEFAULT_WAIT_S)
     args = parser.parse_args(argv)
+    use_line_atomic_output()
     configure_logging(os.environ.get("AGENTWIRE_WORKER_LOG_LEVEL", "INFO"))
     tracing.instrument(args.service)
 
