@@ -53,7 +53,11 @@ class ApprovalPolicy(Frozen):
 
 
 class ContextPolicy(Frozen):
+    #: The token budget of the context window memory assembles (system prompt, facts, summary, turns).
     max_context_tokens: int = Field(default=100_000, ge=256)
+    #: The context window of the agent's model and of every fallback model (the smallest of them):
+    #: memory never assembles more than this minus `max_tokens` (the answer's room) and the tool specs.
+    model_context_tokens: int = Field(default=200_000, ge=1024, le=10_000_000)
     #: Summarize older turns once the transcript beyond the window exceeds this many tokens.
     compaction_threshold_tokens: int = Field(default=20_000, ge=256)
 
@@ -99,6 +103,16 @@ class AgentDefinition(Frozen):
         unknown = sorted(set(self.approval.require_for) - set(self.tools))
         if unknown:
             raise ValueError(f"approval.require_for names tools the agent does not offer: {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _answer_fits_the_model(self) -> AgentDefinition:
+        # An agent whose answer alone fills its model's window could never make a call; say so at load.
+        if self.max_tokens >= self.context.model_context_tokens:
+            raise ValueError(
+                f"max_tokens ({self.max_tokens}) leaves no room for a context in the model's window "
+                f"(context.model_context_tokens = {self.context.model_context_tokens})"
+            )
         return self
 
     @property

@@ -49,6 +49,13 @@ def test_approval_rules_must_name_offered_tools() -> None:
         AgentDefinition(name="a", model="m", tools=("calculator",), approval={"require_for": ["send_email"]})
 
 
+def test_an_answer_that_fills_the_models_window_is_rejected_at_load() -> None:
+    with pytest.raises(ValueError, match="leaves no room"):
+        AgentDefinition(name="a", model="m", max_tokens=8_192, context={"model_context_tokens": 8_192})
+    fits = AgentDefinition(name="a", model="m", max_tokens=4_096, context={"model_context_tokens": 8_192})
+    assert fits.context.model_context_tokens == 8_192
+
+
 def test_environment_points_every_service_at_one_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "ops", tools=["calculator"])
     monkeypatch.setenv("AGENTWIRE_AGENTS_DIR", str(tmp_path))

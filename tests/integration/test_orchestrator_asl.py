@@ -57,6 +57,7 @@ from agentwire_contracts.events.tool import (  # noqa: E402
 )
 from agentwire_contracts.parsing import parse_eventbridge  # noqa: E402
 from agentwire_contracts.publish import EventPublisher  # noqa: E402
+from agentwire_contracts.tokens import estimate_tool_specs_tokens  # noqa: E402
 from agentwire_infra.local.emulator import Emulator, start_emulator  # noqa: E402
 from agentwire_llm import errors as llm_errors  # noqa: E402
 from agentwire_orchestrator import asl  # noqa: E402
@@ -206,6 +207,8 @@ class Workers:
     compaction: dict[str, CompactionRequest] = field(default_factory=dict)
     #: Tool names whose calls stay unanswered (the worker never answers).
     silent_tools: set[str] = field(default_factory=set)
+    #: Runs whose catalog comes from a tools service older than tool.catalog.ready 1.1 (no tools_tokens).
+    catalog_1_0: set[str] = field(default_factory=set)
 
     def answer_for(self, request: Event[Any]) -> EventData:
         data, run_id = request.data, request.metadata.run_id
@@ -214,7 +217,10 @@ class Workers:
                 ToolSpec(name=n, description=f"the {n} tool", input_schema={"type": "object"}) for n in data.tool_names
             ]
             declared = [n for n in data.tool_names if n in self.declared_approval]
-            return ToolCatalogReady(session_id=data.session_id, tools=specs, approval_required=declared)
+            return ToolCatalogReady(
+                session_id=data.session_id, tools=specs, approval_required=declared,
+                tools_tokens=estimate_tool_specs_tokens(specs),
+            )  # fmt: skip
         if isinstance(data, MemoryContextRequested):
             transcript = self.transcripts[run_id or ""]
             transcript.extend(data.append)
@@ -254,11 +260,14 @@ class Workers:
             )
         raise AssertionError(f"unexpected request {request.detail_type}")
 
-    @staticmethod
-    def answer_body(request: Event[Any], data: EventData) -> str:
+    def answer_body(self, request: Event[Any], data: EventData) -> str:
         """The answer to `request` as EventBridge delivers it to the resume queue."""
         answer = request.answer(data)
-        return json.dumps({"detail-type": answer.detail_type, "source": answer.source, "detail": answer.detail()})
+        detail = answer.detail()
+        if isinstance(data, ToolCatalogReady) and request.metadata.run_id in self.catalog_1_0:
+            del detail["data"]["tools_tokens"]
+            detail["metadata"]["schema_version"] = "1.0"
+        return json.dumps({"detail-type": answer.detail_type, "source": answer.source, "detail": detail})
 
     def deliver(self, request: Event[Any], data: EventData) -> None:
         """The answer, through the real resume handler."""
@@ -867,6 +876,24 @@ def test_the_context_request_carries_the_agents_context_policy(stack: Stack, wor
     assert first.compaction_threshold_tokens == agent.context.compaction_threshold_tokens
     [call] = workers.published(run_id, "llm.completion.requested.v1")
     assert call.data.agent == "assistant" and call.data.user_id == "u-7" and call.data.system == agent.system
+    # What the model's window must also hold: the answer and the very tool specs the model call carries.
+    assert first.model_context_tokens == agent.context.model_context_tokens
+    assert first.max_output_tokens == agent.max_tokens == call.data.max_tokens
+    assert first.tools_tokens == estimate_tool_specs_tokens(call.data.tools) > 0
+
+
+def test_a_catalog_from_a_tools_service_before_1_1_reads_as_unsized_tools(stack: Stack, workers: Workers) -> None:
+    """Deployed on its own, the tools service may still answer tool.catalog.ready 1.0 (no tools_tokens):
+    the resume handler's tolerant reader fills the default, so the run goes on with 0 for the tools."""
+    run_id = new_run_id()
+    workers.catalog_1_0.add(run_id)
+    workers.model[run_id] = [said("Hi.")]
+    start(stack, run_requested(run_id))
+    assert workers.run(run_id) == "SUCCEEDED"
+    first = workers.published(run_id, "memory.context.requested.v1")[0].data
+    assert (
+        first.tools_tokens == 0 and first.model_context_tokens == load_agent("assistant").context.model_context_tokens
+    )
 
 
 # -- human approval --------------------------------------------------------------------------------------

@@ -61,12 +61,21 @@ class MemoryContextRequested(EventData):
         "Append `append` to the session's transcript (idempotent per run_id and step), then return the "
         "context window for the next model call unless include_context is false."
     )
+    schema_version = "1.1"
 
     session_id: str = SESSION_ID
     step: int = Field(ge=0, le=100_000)
     append: list[Message] = Field(default_factory=list, max_length=256)
     include_context: bool = True
+    #: The token budget of the window (the agent's `context.max_context_tokens`).
     max_context_tokens: int | None = Field(default=None, ge=1)
+    #: The model's context window; with `max_output_tokens` and `tools_tokens` it caps the budget: the
+    #: window never exceeds model_context_tokens - max_output_tokens - tools_tokens (since 1.1).
+    model_context_tokens: int | None = Field(default=None, ge=1)
+    #: The room the answer needs (the agent's `max_tokens`).
+    max_output_tokens: int | None = Field(default=None, ge=0)
+    #: What the offered tools' specs take of the window (`tool.catalog.ready.v1`'s `tools_tokens`).
+    tools_tokens: int | None = Field(default=None, ge=0)
     #: Ask for compaction once the transcript outside the window exceeds this many tokens.
     compaction_threshold_tokens: int | None = Field(default=None, ge=1)
     #: `turn` appends and assembles; `compaction` stores `summary` and assembles again. Part of the
@@ -86,6 +95,7 @@ class MemoryContextReady(EventData):
     detail_type = DetailType.MEMORY_CONTEXT_READY
     source = Source.MEMORY
     description = "The append is durable; `messages` is the context window for the next model call."
+    schema_version = "1.1"
 
     session_id: str = SESSION_ID
     step: int = Field(ge=0)
@@ -96,6 +106,9 @@ class MemoryContextReady(EventData):
     system: str = ""
     #: Estimated tokens of system + messages.
     context_tokens: int = Field(default=0, ge=0)
+    #: The budget the window was assembled to: max_context_tokens, capped by what the model's window
+    #: leaves after the answer and the tool specs (since 1.1).
+    budget_tokens: int = Field(default=0, ge=0)
     #: Set when older turns should be summarized before the next model call.
     compaction: CompactionRequest | None = None
     appended: int = Field(default=0, ge=0)

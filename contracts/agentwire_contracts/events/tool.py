@@ -24,9 +24,13 @@ class ToolCatalogReady(EventData):
     detail_type = DetailType.TOOL_CATALOG_READY
     source = Source.TOOLS
     description = "The specs of the requested tools, in a deterministic order."
+    schema_version = "1.1"
 
     session_id: str = SESSION_ID
     tools: list[ToolSpec] = Field(default_factory=list)
+    #: What offering these tools costs on every model call, by the shared estimate
+    #: (`agentwire_contracts.tokens`): memory leaves this room in the model's window (since 1.1).
+    tools_tokens: int = Field(default=0, ge=0)
     #: Names of the offered tools whose calls need a human approval first (by the tool's declaration).
     approval_required: list[str] = Field(default_factory=list)
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any, Literal, Protocol
 
-from agentwire_contracts.content import Message, TextBlock, ToolCall, ToolSpec, ToolUseBlock, Usage
+from agentwire_contracts.content import Message, ToolCall, ToolSpec, Usage
+from agentwire_contracts.tokens import (
+    BLOCK_OVERHEAD_TOKENS,
+    estimate_block_tokens,
+    estimate_message_tokens,
+    estimate_text_tokens,
+    estimate_tool_specs_tokens,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Anthropic's names; the other providers' finish reasons are mapped onto these.
@@ -76,25 +82,17 @@ class ModelProvider(Protocol):
     def complete(self, request: CompletionRequest) -> Completion: ...
 
 
-CHARS_PER_TOKEN = 4
-
-
-def estimate_tokens(text: str) -> int:
-    """A provider-free token estimate (~4 characters per token), never below 1."""
-    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
-
-
 def estimate_input_tokens(request: CompletionRequest) -> int:
-    messages = json.dumps([m.model_dump(mode="json") for m in request.messages], separators=(",", ":"))
-    tools = json.dumps([t.model_dump(mode="json") for t in request.tools], separators=(",", ":"))
-    return estimate_tokens(request.system + messages + tools)
+    """The request's input tokens by the estimate every service shares (memory sized the context with
+    it), never below 1."""
+    return max(
+        1,
+        estimate_text_tokens(request.system)
+        + sum(estimate_message_tokens(message) for message in request.messages)
+        + estimate_tool_specs_tokens(request.tools),
+    )
 
 
 def estimate_output_tokens(message: Message) -> int:
-    parts: list[str] = []
-    for block in message.content:
-        if isinstance(block, TextBlock):
-            parts.append(block.text)
-        elif isinstance(block, ToolUseBlock):
-            parts.append(block.name + json.dumps(block.input, separators=(",", ":")))
-    return estimate_tokens("".join(parts))
+    """An answer's output tokens: its text and tool calls (framing is the provider's, not the model's)."""
+    return max(1, sum(estimate_block_tokens(block) - BLOCK_OVERHEAD_TOKENS for block in message.content))

@@ -140,22 +140,25 @@ def test_llm_offline_fallback_says_what_it_is_and_reflects_the_message() -> None
     assert "Tell me a story about dragons" in completion.text
 
 
-def test_llm_offline_estimates_usage_at_four_characters_per_token() -> None:
+def test_llm_offline_estimates_usage_with_the_shared_calibration() -> None:
+    """Usage is the estimate memory sized the context with: UTF-8 bytes / 3.5, plus a little framing per
+    message and block; offering tools adds their specs and the tool-use prompt."""
     request = CompletionRequest(model="m", messages=[user("hi")])
     completion = provider.complete(request)
-    messages_json = '[{"role":"user","content":[{"type":"text","text":"hi"}]}]'
-    assert completion.usage.input_tokens == math.ceil(len(messages_json + "[]") / 4)
-    assert completion.usage.output_tokens == math.ceil(len(completion.text) / 4)
-    bigger = CompletionRequest(model="m", system="x" * 400, messages=[user("hi")], tools=[CALCULATOR])
-    assert estimate_input_tokens(bigger) > completion.usage.input_tokens + 100
-    assert CompletionRequest(model="m", messages=[user("")]).messages  # never below one token:
+    assert completion.usage.input_tokens == 4 + 3 + math.ceil(len(b"hi") / 3.5)
+    assert completion.usage.output_tokens == math.ceil(len(completion.text.encode()) / 3.5)
+    with_system = CompletionRequest(model="m", system="x" * 350, messages=[user("hi")])
+    assert estimate_input_tokens(with_system) == completion.usage.input_tokens + 100
+    with_tools = with_system.model_copy(update={"tools": [CALCULATOR]})
+    assert estimate_input_tokens(with_tools) > estimate_input_tokens(with_system) + 350
     assert provider.complete(CompletionRequest(model="m", messages=[user("")])).usage.input_tokens >= 1
 
 
 def test_llm_offline_stops_at_max_tokens() -> None:
     completion = ask([user("Tell me " + "a very long story " * 50)], max_tokens=5)
     assert completion.stop_reason == "max_tokens"
-    assert len(completion.text) == 20
+    assert len(completion.text) == 17  # 5 tokens x 3.5 bytes, ASCII
+    assert completion.usage.output_tokens == 5
 
 
 SEND_NOTIFICATION = ToolSpec(

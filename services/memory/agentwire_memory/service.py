@@ -32,6 +32,7 @@ from agentwire_contracts.events.session import SessionDeleted
 from agentwire_contracts.events.tool import ToolInvocationCompleted, ToolInvocationRequested
 from agentwire_contracts.payload import json_size
 from agentwire_contracts.remote_tools import ForgetInput, ReadStateInput, RememberInput, WriteStateInput
+from agentwire_contracts.tokens import estimate_text_tokens
 from pydantic import ValidationError
 
 from agentwire_memory.ports import (
@@ -57,7 +58,6 @@ from agentwire_memory.transcript import (
     assemble_system,
     compaction_chunk,
     compaction_prompt,
-    estimate_text_tokens,
     fact_id_of,
     facts_for_prompt,
     is_clean_start,
@@ -155,6 +155,8 @@ class Window:
     summary: StoredSummary | None
     facts_count: int
     compaction: CompactionRequest | None = None
+    #: The budget the window was assembled to (see `context_budget`).
+    budget: int = 0
     items_read: int = 0
     shrunk: bool = False
     messages_ref: PayloadRef | None = None
@@ -197,6 +199,9 @@ def serve_context_request(
             APPEND_TOO_LARGE,
             f"{len(request.append)} messages in one append (at most {MAX_MESSAGES_PER_APPEND})",
         )
+    if request.include_context:
+        # A window the model's limit leaves no room for fails before anything is written.
+        context_budget(request, config.default_max_context_tokens)
     try:
         retention_s = retention.retention_s(session.tenant_id) if retention else None
         if request.append:
@@ -227,6 +232,7 @@ def serve_context_request(
         messages_ref=window.messages_ref,
         system=window.system,
         context_tokens=window.tokens,
+        budget_tokens=window.budget,
         compaction=window.compaction,
         appended=len(outcome.entries),
         message_count=outcome.message_count,
@@ -320,7 +326,7 @@ def _assemble(
         summary = None  # a redelivery of an earlier step: answer as that step was answered (no later summary)
     facts = facts_for_prompt(store.list_facts(session.tenant_id, request.user_id)) if request.user_id else []
     system = assemble_system(request.system, facts, summary.text if summary else None)
-    budget_total = request.max_context_tokens or config.default_max_context_tokens
+    budget_total = context_budget(request, config.default_max_context_tokens)
     system_tokens = estimate_text_tokens(system)
     budget = budget_total - system_tokens
     if budget <= 0:
@@ -347,6 +353,7 @@ def _assemble(
         system=system,
         entries=entries,
         tokens=system_tokens + total_tokens(entries),
+        budget=budget_total,
         summary=summary,
         facts_count=len(facts),
         items_read=items_read,
@@ -358,6 +365,24 @@ def _assemble(
         )
     _fit_for_transport(event, window, config, payloads)
     return window
+
+
+def context_budget(request: MemoryContextRequested, default_max_context_tokens: int) -> int:
+    """The tokens the window may take: the agent's budget, capped by what the model's context window
+    leaves once the answer (`max_tokens`) and the tool specs have their room; a provider rejects a
+    request whose input and output together exceed the window, so memory must not assemble one."""
+    budget = request.max_context_tokens or default_max_context_tokens
+    if request.model_context_tokens is None:
+        return budget
+    reserved = (request.max_output_tokens or 0) + (request.tools_tokens or 0)
+    room = request.model_context_tokens - reserved
+    if room <= 0:
+        raise StepError(
+            CONTEXT_TOO_LARGE,
+            f"the answer ({request.max_output_tokens or 0} tokens) and the tool specs ({request.tools_tokens or 0} "
+            f"tokens) leave no room in the model's {request.model_context_tokens}-token window",
+        )
+    return min(budget, room)
 
 
 def _first_page(budget: int, message_count: int, token_count: int | None, config: ContextConfig) -> int:

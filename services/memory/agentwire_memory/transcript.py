@@ -17,19 +17,13 @@ from dataclasses import dataclass, field
 
 from agentwire_contracts.content import ContentBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
 from agentwire_contracts.remote_tools import FACTS_HEADING
+from agentwire_contracts.tokens import BYTES_PER_TOKEN, estimate_message_tokens
 
 #: One TransactWriteItems holds at most 100 items: the head and the append marker take two.
 MAX_MESSAGES_PER_APPEND = 98
 #: The inline cap of the byte-based trimming used when no payload bucket is configured.
 DEFAULT_MAX_CONTEXT_BYTES = 128 * 1024
 
-#: Calibration of the local token estimate. Claude's and OpenAI's tokenizers average 3.5-4 characters
-#: per token on English prose and JSON; counting UTF-8 *bytes* over 3.5 lands on that for ASCII and
-#: stays conservative for other scripts (a CJK character is 3 bytes, ~0.9 token). Every message and
-#: content block costs a few tokens of framing on the provider side.
-BYTES_PER_TOKEN = 3.5
-MESSAGE_OVERHEAD_TOKENS = 4
-BLOCK_OVERHEAD_TOKENS = 3
 #: The shortest text a block is cut down to when the newest turn alone exceeds the budget.
 MIN_TRUNCATED_CHARS = 64
 TRUNCATION_MARK = "\n[… {n} characters left out to fit the context window]"
@@ -90,25 +84,8 @@ def fingerprint(messages: Sequence[Message]) -> str:
 # -- token estimates -------------------------------------------------------------------------------
 
 
-def estimate_text_tokens(text: str) -> int:
-    if not text:
-        return 0
-    return math.ceil(len(text.encode()) / BYTES_PER_TOKEN)
-
-
-def _block_tokens(block: ContentBlock) -> int:
-    if isinstance(block, TextBlock):
-        body = block.text
-    elif isinstance(block, ToolUseBlock):
-        body = block.name + json.dumps(block.input, separators=(",", ":"), ensure_ascii=False)
-    else:
-        body = block.tool_use_id + block.content
-    return BLOCK_OVERHEAD_TOKENS + estimate_text_tokens(body)
-
-
-def estimate_tokens(message: Message) -> int:
-    """The local estimate of a message's input tokens (see BYTES_PER_TOKEN for the calibration)."""
-    return MESSAGE_OVERHEAD_TOKENS + sum(_block_tokens(block) for block in message.content)
+#: A message's estimate, as every service makes it (the calibration is in `agentwire_contracts.tokens`).
+estimate_tokens = estimate_message_tokens
 
 
 def message_bytes(message: Message) -> int:

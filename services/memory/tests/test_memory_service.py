@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from agentwire_contracts.consumer import StepError
 from agentwire_contracts.content import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from agentwire_contracts.envelope import Event
 from agentwire_contracts.events.memory import (
@@ -16,7 +17,7 @@ from agentwire_contracts.events.memory import (
 )
 from agentwire_memory.adapters.dynamodb import DynamoTranscriptStore
 from agentwire_memory.ports import StoreUnavailable
-from agentwire_memory.service import answer_context_request, serve_context_request
+from agentwire_memory.service import CONTEXT_TOO_LARGE, answer_context_request, serve_context_request
 from agentwire_memory.transcript import AppendKey, AppendOutcome, SessionRef, TranscriptEntry
 
 TABLE = "agentwire-memory-main"
@@ -91,6 +92,47 @@ def test_max_context_tokens_trims_to_the_newest_clean_turns(store: DynamoTranscr
 
     assert [m.text() for m in result.ready.messages] == ["c"]
     assert result.ready.message_count == 3
+
+
+def test_the_models_window_caps_the_budget_after_the_answer_and_the_tool_specs(
+    store: DynamoTranscriptStore,
+) -> None:
+    # 20 turns of ~1,008 tokens each. The agent's budget (100,000) would take them all, but its model
+    # holds 8,000 tokens, of which the answer needs 4,096 and the tool specs 900: 3,004 are left, and
+    # with the 3-token system prompt exactly two turns fit.
+    for step in range(20):
+        serve_context_request(request(step, [user(f"{step:02d} " + "x" * 3500)]), store)
+    window = {"max_context_tokens": 100_000, "system": "Be brief.", "tools_tokens": 900, "max_output_tokens": 4_096}
+
+    capped = serve_context_request(request(20, [], model_context_tokens=8_000, **window), store).ready
+    uncapped = serve_context_request(request(21, [], **window), store).ready
+
+    assert capped.budget_tokens == 8_000 - 4_096 - 900
+    assert [m.text()[:2] for m in capped.messages] == ["18", "19"]
+    assert capped.context_tokens + 4_096 + 900 <= 8_000
+    assert uncapped.budget_tokens == 100_000 and len(uncapped.messages) == 20
+
+
+def test_a_budget_below_what_the_model_leaves_is_kept(store: DynamoTranscriptStore) -> None:
+    ready = serve_context_request(
+        request(0, [user("hi")], max_context_tokens=2_000, model_context_tokens=200_000, max_output_tokens=4_096),
+        store,
+    ).ready
+
+    assert ready.budget_tokens == 2_000 and ready.messages == [user("hi")]
+
+
+def test_an_answer_and_tools_that_fill_the_models_window_fail_before_anything_is_written(
+    store: DynamoTranscriptStore,
+) -> None:
+    doomed = request(0, [user("hi")], model_context_tokens=4_096, max_output_tokens=4_000, tools_tokens=96)
+
+    with pytest.raises(StepError) as raised:
+        serve_context_request(doomed, store)
+
+    assert raised.value.code == CONTEXT_TOO_LARGE
+    assert "4096-token window" in raised.value.message
+    assert store.message_count(SessionRef("acme", "s1")) == 0
 
 
 class UnavailableStore:

@@ -141,6 +141,7 @@ def agent_input(agent: AgentDefinition) -> dict[str, Any]:
         },
         "context": {
             "max_context_tokens": agent.context.max_context_tokens,
+            "model_context_tokens": agent.context.model_context_tokens,
             "compaction_threshold_tokens": agent.context.compaction_threshold_tokens,
         },
     }

@@ -51,7 +51,7 @@ def test_the_run_input_carries_every_policy_the_state_machine_reads() -> None:
             limits=AgentLimits(max_model_turns=3, max_tool_calls=5, max_total_tokens=999, max_cost_usd=0.25,
                                max_wall_time_s=60),
             approval={"require_for": ["calculator"], "waive_for": ["send_email"], "timeout_s": 30},
-            context={"max_context_tokens": 4000, "compaction_threshold_tokens": 1000},
+            context={"max_context_tokens": 4000, "compaction_threshold_tokens": 1000, "model_context_tokens": 32_000},
         )
     )  # fmt: skip
     assert built["limits"] == {
@@ -59,6 +59,10 @@ def test_the_run_input_carries_every_policy_the_state_machine_reads() -> None:
         "max_wall_time_s": 60,
     }  # fmt: skip
     assert built["approval"] == {"require_for": ["calculator"], "waive_for": ["send_email"], "timeout_s": 30}
-    assert built["context"] == {"max_context_tokens": 4000, "compaction_threshold_tokens": 1000}
+    assert built["context"] == {
+        "max_context_tokens": 4000,
+        "compaction_threshold_tokens": 1000,
+        "model_context_tokens": 32_000,
+    }
     assert built["cache_responses"] is True and built["tool_concurrency"] == 2
     assert built["tools"] == ["calculator", "send_email"] and built["version"] == "1"

@@ -110,6 +110,8 @@ def test_every_published_event_is_a_contract_of_ours_with_full_metadata(name: st
     metadata = keys(entry["Detail"]["metadata"])
     assert metadata <= set(Metadata.model_fields)
     assert {"event_id", "occurred_at", "schema_version", "tenant_id", "run_id", "causation_id"} <= metadata
+    # The version the event is written to: a field added in 1.1 must not travel labelled 1.0.
+    assert entry["Detail"]["metadata"]["schema_version"] == model.schema_version, name
     data = keys(entry["Detail"]["data"])
     assert data <= set(model.model_fields), f"{name}: unknown fields {data - set(model.model_fields)}"
     required = {field for field, info in model.model_fields.items() if info.is_required()}

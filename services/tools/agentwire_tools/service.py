@@ -28,6 +28,7 @@ from agentwire_contracts.events.tool import (
     ToolInvocationRequested,
 )
 from agentwire_contracts.remote_tools import REMOTE_TOOLS
+from agentwire_contracts.tokens import estimate_tool_specs_tokens
 
 from agentwire_tools.attempts import AttemptLog, AttemptLogUnavailable, EarlierAttemptUnknown
 from agentwire_tools.audit import AuditLog, AuditRecord, AuditUnavailable, InMemoryAuditLog
@@ -155,7 +156,12 @@ class ToolsService:
         specs = sorted([*specs, *(tool.spec for tool in remote)], key=lambda spec: spec.name)
         approval = set(self.registry.approval_required(local))
         approval.update(tool.spec.name for tool in remote if tool.side_effect == SideEffect.IRREVERSIBLE.value)
-        return ToolCatalogReady(session_id=request.data.session_id, tools=specs, approval_required=sorted(approval))
+        return ToolCatalogReady(
+            session_id=request.data.session_id,
+            tools=specs,
+            approval_required=sorted(approval),
+            tools_tokens=estimate_tool_specs_tokens(specs),
+        )
 
     def invoke(self, request: Event[ToolInvocationRequested]) -> ToolInvocationCompleted:
         outcome = self.outcome_of(request)

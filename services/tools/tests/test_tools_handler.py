@@ -15,6 +15,7 @@ from agentwire_contracts.names import DetailType
 from agentwire_contracts.parsing import parse_detail
 from agentwire_contracts.publish import EventPublisher
 from agentwire_contracts.testing import LambdaContextStub, RecordingEventsClient, eventbridge_body, queue_arn
+from agentwire_contracts.tokens import TOOL_USE_PROMPT_TOKENS, estimate_tool_specs_tokens
 from agentwire_tools import handler
 from agentwire_tools.builtins import builtin_tools
 from agentwire_tools.dependencies import Dependencies, InvocationDeadline
@@ -128,6 +129,8 @@ def test_tools_handler_answers_a_catalog_request(bus: Bus, lambda_context: Lambd
     assert [tool.name for tool in answer.data.tools] == ["calculator", "current_time", "echo"]
     # ResultSelector "$.tools": specs in the shape llm.completion.requested.v1 takes as `tools`
     assert set(answer.detail()["data"]["tools"][0]) == {"name", "description", "input_schema"}
+    # What those specs take of every model call's window, by the estimate memory budgets with.
+    assert answer.data.tools_tokens == estimate_tool_specs_tokens(answer.data.tools) > TOOL_USE_PROMPT_TOKENS
 
 
 def test_tools_handler_catalog_detail_is_byte_identical_across_deliveries(

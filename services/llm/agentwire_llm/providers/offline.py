@@ -25,9 +25,9 @@ from agentwire_contracts.content import (
     Usage,
 )
 from agentwire_contracts.remote_tools import facts_in_system
+from agentwire_contracts.tokens import BYTES_PER_TOKEN
 
 from agentwire_llm.model import (
-    CHARS_PER_TOKEN,
     Completion,
     CompletionRequest,
     StopReason,
@@ -226,8 +226,10 @@ class OfflineProvider:
             text, tool_uses = self._answer(request)
 
         stop_reason: StopReason = "tool_use" if tool_uses else "end_turn"
-        if not tool_uses and len(text) > request.max_tokens * CHARS_PER_TOKEN:
-            text, stop_reason = text[: request.max_tokens * CHARS_PER_TOKEN], "max_tokens"
+        longest = int(request.max_tokens * BYTES_PER_TOKEN)
+        if not tool_uses and len(text.encode()) > longest:
+            cut = text.encode()[:longest].decode("utf-8", "ignore")
+            text, stop_reason = cut, "max_tokens"
         content: list[ContentBlock] = [TextBlock(text=text)] if text else []
         content.extend(tool_uses)
         message = Message(role="assistant", content=content)
