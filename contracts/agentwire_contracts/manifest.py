@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from agentwire_contracts.names import DEFAULT_PREFIX, DetailType
+from agentwire_contracts.names import DEFAULT_PREFIX, AwsEvent, DetailType
 
 
 class Frozen(BaseModel):
@@ -28,13 +28,25 @@ class TableSpec(Frozen):
     ttl_attribute: str | None = None
 
 
+class AwsEventsSpec(Frozen):
+    """Events an AWS service puts on the account's default bus, matched by source, detail-type and a
+    detail pattern (e.g. Step Functions' execution status changes)."""
+
+    source: str = Field(pattern=r"^aws\.[a-z0-9.-]+$")
+    detail_types: tuple[str, ...] = Field(min_length=1)
+    detail: dict[str, Any] | None = None
+
+
 class ConsumerSpec(Frozen):
     """One Lambda function behind one SQS queue, fed by an EventBridge rule on the listed detail-types."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     #: Dotted path of the Lambda handler, e.g. `agentwire_llm.handler.lambda_handler`.
     handler: str
-    detail_types: tuple[str, ...] = Field(min_length=1)
+    #: Contract detail-types on agentwire's bus; empty only for a consumer of `aws_events`.
+    detail_types: tuple[str, ...] = ()
+    #: Instead of agentwire's events: AWS events from the account's default bus.
+    aws_events: AwsEventsSpec | None = None
     batch_size: int = Field(default=10, ge=1, le=10)
     function_timeout_s: int = Field(default=30, ge=1, le=900)
     memory_mb: int = Field(default=512, ge=128, le=10240)
@@ -46,6 +58,17 @@ class ConsumerSpec(Frozen):
     #: tools service receives every invocation except `excluded_tool_names` (those served elsewhere).
     tool_names: tuple[str, ...] = ()
     excluded_tool_names: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_kind_of_events(self) -> ConsumerSpec:
+        if bool(self.detail_types) == bool(self.aws_events):
+            raise ValueError("a consumer takes either agentwire detail_types or aws_events (exactly one)")
+        return self
+
+    @property
+    def event_bus(self) -> str | None:
+        """The bus its rules are on: None for agentwire's own, else the account's default bus."""
+        return AwsEvent.DEFAULT_BUS if self.aws_events else None
 
     @model_validator(mode="after")
     def _tool_routing_needs_invocations(self) -> ConsumerSpec:
@@ -99,6 +122,14 @@ class ServiceManifest(Frozen):
 
         Routing is on detail-type, so any producer may publish a contract event; tool invocations may
         further be routed on `detail.data.tool_call.name`, so a service can offer tools of its own."""
+        if consumer.aws_events is not None:
+            aws: dict[str, Any] = {
+                "source": [consumer.aws_events.source],
+                "detail-type": list(consumer.aws_events.detail_types),
+            }
+            if consumer.aws_events.detail:
+                aws["detail"] = consumer.aws_events.detail
+            return [aws]
         invocation = DetailType.TOOL_INVOCATION_REQUESTED
         routed = bool(consumer.tool_names or consumer.excluded_tool_names)
         plain = sorted(dt for dt in consumer.detail_types if not (routed and dt == invocation))

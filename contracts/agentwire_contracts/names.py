@@ -26,6 +26,16 @@ class Source:
     MEMORY: Final = "agentwire.memory"
 
 
+class AwsEvent:
+    """Events AWS services put on the account's default bus (not contracts of ours)."""
+
+    STATES_SOURCE: Final = "aws.states"
+    #: Step Functions' execution status change (best-effort delivery; see the orchestrator's watchdog).
+    EXECUTION_STATUS_CHANGE: Final = "Step Functions Execution Status Change"
+    #: The account's own bus, where AWS services put their events.
+    DEFAULT_BUS: Final = "default"
+
+
 class DetailType:
     """Every detail-type on the bus: `<domain>.<noun>.<verb>.v<MAJOR>`."""
 

@@ -128,7 +128,9 @@ def local_topology():
         topology = provision.provision(Clients())
         events = Clients().client("events")
         patterns = {
-            name: json.loads(events.describe_rule(Name=name, EventBusName=topology.bus_name)["EventPattern"])
+            name: json.loads(
+                events.describe_rule(Name=name, EventBusName=q.rules_bus or topology.bus_name)["EventPattern"]
+            )
             for q in topology.queues
             for name in q.rule_names
         }
@@ -159,6 +161,11 @@ def test_local_runtime_provisions_the_same_topology(synthesized, local_topology)
         assert cdk_queue["RedrivePolicy"]["maxReceiveCount"] == queue.max_receive_count
         for name in queue.rule_names:
             assert cdk_rules[name]["EventPattern"] == patterns[name]
+            # The same bus too: agentwire's own (a reference to the bus stack's), or AWS's default bus.
+            cdk_bus = cdk_rules[name].get("EventBusName")
+            assert (cdk_bus == "default") == (queue.rules_bus == "default"), name
+    watchdog = next(q for q in topology.queues if q.consumer == "watchdog")
+    assert watchdog.rules_bus == "default" and patterns[watchdog.rule_name]["source"] == ["aws.states"]
     assert {t.table_name for t in topology.tables} == set(cdk_tables)
     for table in topology.tables:
         keys = {k["KeyType"]: k["AttributeName"] for k in cdk_tables[table.table_name]["KeySchema"]}

@@ -247,6 +247,7 @@ def test_orchestrator_iam_is_least_privilege(synthesized):
         "states:StartExecution",
         "states:StopExecution",
         "states:DescribeExecution",
+        "states:GetExecutionHistory",
     }
     start = next(s for s in states[starter] if "states:StartExecution" in _actions(s))
     assert start["Resource"] == {"Ref": machine_id}
@@ -255,6 +256,11 @@ def test_orchestrator_iam_is_least_privilege(synthesized):
     (answer,) = states[resume]
     assert set(_actions(answer)) == {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
     assert answer["Resource"] == {"Ref": machine_id}
+    # The watchdog only reads why an execution of this machine ended.
+    watchdog = next(r for r in states if r.startswith("Consumerwatchdog"))
+    (read,) = states[watchdog]
+    assert set(_actions(read)) == {"states:DescribeExecution", "states:GetExecutionHistory"}
+    assert read["Resource"]["Fn::Join"][1][-1] == ":execution:agentwire-run:*"
     machine_role = next(r for r in by_role if r.startswith("StateMachineRole"))
     assert not states[machine_role]
     (put,) = [s for s in by_role[machine_role] if "events:PutEvents" in _actions(s)]

@@ -143,6 +143,65 @@ def test_send_task_failure_keeps_its_cause(aws: Any, callback_machine: tuple[str
     ]
 
 
+@pytest.fixture()
+def status_changes(aws: Any) -> str:
+    """A queue behind a default-bus rule for Step Functions' execution status changes (as AWS routes them)."""
+    sqs, events = aws("sqs"), aws("events")
+    name = f"status-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"]}
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))  # the account's default bus
+    events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+    return str(url)
+
+
+def status_change_of(aws: Any, queue_url: str, execution_arn: str) -> dict[str, Any]:
+    for _ in range(30):
+        for message in aws("sqs").receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []):
+            body: dict[str, Any] = json.loads(message["Body"])
+            if body["detail"]["executionArn"] == execution_arn:
+                return body
+    raise AssertionError(f"no status change of {execution_arn}")
+
+
+def test_an_ended_execution_reports_its_status_on_the_default_bus(
+    aws: Any, callback_machine: tuple[str, str], status_changes: str
+) -> None:
+    machine_arn, queue_url = callback_machine
+    execution_arn = start(aws, machine_arn)
+    aws("stepfunctions").send_task_success(taskToken=next_token(aws, queue_url), output=json.dumps({"answer": 42}))
+    assert finished(aws, execution_arn)["status"] == "SUCCEEDED"
+
+    change = status_change_of(aws, status_changes, execution_arn)
+    assert (change["source"], change["detail-type"]) == ("aws.states", "Step Functions Execution Status Change")
+    assert change["resources"] == [execution_arn]
+    detail = change["detail"]
+    assert (detail["stateMachineArn"], detail["status"]) == (machine_arn, "SUCCEEDED")
+    assert detail["name"] == execution_arn.rsplit(":", 1)[1] and json.loads(detail["output"]) == {"answer": 42}
+    assert json.loads(detail["input"]) == {} and detail["stopDate"] >= detail["startDate"] > 0
+
+
+def test_a_stopped_execution_keeps_the_stops_error_and_reports_aborted(
+    aws: Any, callback_machine: tuple[str, str], status_changes: str
+) -> None:
+    machine_arn, queue_url = callback_machine
+    execution_arn = start(aws, machine_arn)
+    token = next_token(aws, queue_url)
+    aws("stepfunctions").stop_execution(executionArn=execution_arn, error="Ops.Stopped", cause="maintenance")
+    aws("stepfunctions").send_task_success(taskToken=token, output="{}")  # moto ends it when the task wakes
+
+    assert finished(aws, execution_arn)["status"] == "ABORTED"
+    [last] = aws("stepfunctions").get_execution_history(executionArn=execution_arn, reverseOrder=True, maxResults=1)[
+        "events"
+    ]
+    assert last["type"] == "ExecutionAborted"
+    assert last["executionAbortedEventDetails"] == {"error": "Ops.Stopped", "cause": "maintenance"}
+    assert status_change_of(aws, status_changes, execution_arn)["detail"]["status"] == "ABORTED"
+    oldest_first = aws("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
+    assert oldest_first[0]["type"] == "ExecutionStarted" and oldest_first[-1] == last
+
+
 def test_a_retried_task_waits_for_its_own_answer_under_a_new_token(aws: Any, callback_machine: tuple[str, str]) -> None:
     machine_arn, queue_url = callback_machine
     execution_arn = start(aws, machine_arn)

@@ -64,7 +64,8 @@ from agentwire_orchestrator import asl  # noqa: E402
 from agentwire_orchestrator.adapters.stepfunctions import Boto3StepFunctions  # noqa: E402
 from agentwire_orchestrator.agents import builtin_catalog  # noqa: E402
 from agentwire_orchestrator.dependencies import Dependencies, set_dependencies  # noqa: E402
-from agentwire_orchestrator.handler import resume_handler  # noqa: E402
+from agentwire_orchestrator.handler import resume_handler, watchdog_handler  # noqa: E402
+from agentwire_orchestrator.manifest import MANIFEST as ORCHESTRATOR  # noqa: E402
 from agentwire_orchestrator.resume import DEFAULT_MAX_OUTPUT_BYTES, ResumeOutcome, resume  # noqa: E402
 from agentwire_orchestrator.run_input import (
     StepTimeouts,  # noqa: E402
@@ -125,6 +126,10 @@ class Stack:
     events: Any
     starter: Starter
     dependencies: Dependencies
+    #: The watchdog's queue: Step Functions' status changes from the default bus, by the manifest's rule.
+    watch_url: str = ""
+    #: Status changes read from `watch_url`, by execution name, not yet handled.
+    status_changes: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
 
 
 @pytest.fixture(scope="module")
@@ -142,11 +147,20 @@ def stack() -> Iterator[Stack]:
         machine_arn = sfn.create_state_machine(
             name=f"agentwire-run-{suffix}", definition=asl.render(bus), roleArn=ROLE_ARN, type="STANDARD"
         )["stateMachineArn"]
+        watchdog = ORCHESTRATOR.consumer("watchdog")
+        watch_url = sqs.create_queue(QueueName=f"watch-{suffix}")["QueueUrl"]
+        watch_arn = sqs.get_queue_attributes(QueueUrl=watch_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        [pattern] = ORCHESTRATOR.event_patterns(watchdog)
+        events.put_rule(Name=f"watch-{suffix}", EventBusName=watchdog.event_bus, EventPattern=json.dumps(pattern))
+        events.put_targets(
+            Rule=f"watch-{suffix}", EventBusName=watchdog.event_bus, Targets=[{"Id": "watch", "Arn": watch_arn}]
+        )
         dependencies = Dependencies(
             stepfunctions=Boto3StepFunctions(sfn, machine_arn),
             publisher=EventPublisher(client=events, bus_name=bus),
             agents=AgentCatalog([load_agent("assistant"), *TEST_AGENTS]),
             max_task_output_bytes=DEFAULT_MAX_OUTPUT_BYTES,
+            state_machine_arn=machine_arn,
         )
         set_dependencies(dependencies)
         yield Stack(
@@ -159,6 +173,7 @@ def stack() -> Iterator[Stack]:
             events=events,
             starter=dependencies.starter(),
             dependencies=dependencies,
+            watch_url=watch_url,
         )
     finally:
         set_dependencies(None)
@@ -738,9 +753,12 @@ def test_cancelling_while_tools_run_leaves_no_unanswered_tool_call_in_the_transc
     deadline = time.monotonic() + 10
     while status(stack, run_id) == "RUNNING" and time.monotonic() < deadline:
         workers.pump_once(wait_s=0)
-    # On AWS: ABORTED. moto 5.2.5 ends a run stopped inside a Map with an internal States.Runtime error
-    # (MapIterationAborted, then an AttributeError in its Map); either way the run stops right there.
-    assert status(stack, run_id) in ("ABORTED", "FAILED")
+    # ABORTED, as on AWS (moto 5.2.5 ended a run stopped inside a Map FAILED with an internal States.Runtime
+    # error; the emulator reports the stop: agentwire_infra.local.emulator.report_stopped_executions_as_aborted),
+    # with the starter's error, which the watchdog reads as "run.cancelled was published".
+    assert status(stack, run_id) == "ABORTED"
+    info = stack.dependencies.stepfunctions.describe_execution(name=run_id)
+    assert info is not None and info.error == "Run.Cancelled"
     workers.pump_until(lambda: bool(workers.published(run_id, "run.cancelled.v1")), timeout_s=10)
 
     # Only the user's message: the assistant turn asking for tools is appended only with all its results.
@@ -1033,6 +1051,81 @@ def history(stack: Stack, arn: str) -> list[dict[str, Any]]:
         token = page.get("nextToken")
         if not token:
             return events
+
+
+# -- the watchdog: executions that end without publishing their ending ---------------------------------
+
+
+def status_change_of(stack: Stack, run_id: str, timeout_s: float = 30) -> dict[str, Any]:
+    """The SQS record of the run's execution status change, as the emulator put it on the default bus and
+    the watchdog's rule routed it (the emulator reports executions that end, as Step Functions does)."""
+    deadline = time.monotonic() + timeout_s
+    while not stack.status_changes[run_id]:
+        assert time.monotonic() < deadline, f"no status change of {run_id} reached the watchdog's queue"
+        received = stack.sqs.receive_message(QueueUrl=stack.watch_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in received.get("Messages", []):
+            body = json.loads(message["Body"])
+            assert body["source"] == "aws.states" and body["detail-type"] == "Step Functions Execution Status Change"
+            stack.status_changes[body["detail"]["name"]].append(message)
+            stack.sqs.delete_message(QueueUrl=stack.watch_url, ReceiptHandle=message["ReceiptHandle"])
+    message = stack.status_changes[run_id].pop(0)
+    return {"messageId": message["MessageId"], "receiptHandle": "rh", "body": message["Body"], "attributes": {},
+            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn",
+            "awsRegion": "us-east-1"}  # fmt: skip
+
+
+def watch(record: dict[str, Any]) -> None:
+    response = watchdog_handler({"Records": [record]}, FakeLambdaContext())
+    assert response["batchItemFailures"] == []
+
+
+def test_a_run_stopped_outside_agentwire_still_ends_with_run_failed(stack: Stack, workers: Workers) -> None:
+    run_id = new_run_id()
+    workers.hold.add("llm.completion.requested.v1")
+    start(stack, run_requested(run_id))
+    workers.pump_until(lambda: any(e.metadata.run_id == run_id for e in workers.held), timeout_s=20)
+    [waiting] = [e for e in workers.held if e.metadata.run_id == run_id]
+    # An operator stops the execution in the console: nobody publishes how the run ended.
+    stack.sfn.stop_execution(executionArn=execution_arn(stack, run_id), error="Ops.Stopped", cause="the user's text")
+    workers.deliver(waiting, said("too late"))  # moto ends a stopped execution when its task wakes up
+    record = status_change_of(stack, run_id)
+    assert json.loads(record["body"])["detail"]["status"] == "ABORTED"
+
+    watch(record)
+    watch(record)  # redelivered
+
+    workers.pump_until(lambda: len(workers.published(run_id, "run.failed.v1")) == 2, timeout_s=10)
+    first, again = workers.published(run_id, "run.failed.v1")
+    assert first.metadata.event_id == again.metadata.event_id  # the same event: consumers take it once
+    assert first.data.error.code == "Run.ExecutionAborted" and "Ops.Stopped" in first.data.error.message
+    assert "the user's text" not in first.data.error.message  # a cause is never quoted
+    assert (first.metadata.tenant_id, first.data.session_id) == (TENANT, SESSION)
+    assert (
+        first.metadata.causation_id == workers.published(run_id, "tool.catalog.requested.v1")[0].metadata.causation_id
+    )
+    assert workers.published(run_id, "run.completed.v1") == []
+
+
+def test_runs_that_published_their_ending_get_no_second_one_from_the_watchdog(stack: Stack, workers: Workers) -> None:
+    failed = new_run_id()
+    workers.model[failed] = [LlmCompletionFailed(code="Llm.BadRequest", message="no")]
+    start(stack, run_requested(failed))
+    assert workers.run(failed) == "FAILED"  # through the Fail state, after run.failed.v1
+    cancelled = new_run_id()
+    workers.hold.add("llm.completion.requested.v1")
+    start(stack, run_requested(cancelled))
+    workers.pump_until(lambda: any(e.metadata.run_id == cancelled for e in workers.held), timeout_s=20)
+    assert stack.starter.cancel(cancel(cancelled)) is CancelOutcome.STOPPED  # ABORTED with Run.Cancelled
+    workers.deliver(next(e for e in workers.held if e.metadata.run_id == cancelled), said("too late"))
+
+    watch(status_change_of(stack, failed))
+    watch(status_change_of(stack, cancelled))
+
+    workers.pump_until(lambda: bool(workers.published(cancelled, "run.cancelled.v1")), timeout_s=10)
+    while workers.pump_once(wait_s=1):  # anything the watchdog would have published
+        pass
+    assert len(workers.published(failed, "run.failed.v1")) == 1
+    assert workers.published(cancelled, "run.failed.v1") == []
 
 
 def run_tests() -> dict[str, Callable[[Stack, Workers], None]]:

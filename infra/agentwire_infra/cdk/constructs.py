@@ -243,14 +243,22 @@ class QueueConsumer(Construct):
                 acknowledge(mapping, "Serverless-LambdaEventSourceMappingDestination", REASON_ESM_DESTINATION)
 
         self.rules: list[events.Rule] = []
+        # AWS services put their events on the account's default bus, agentwire's services on its own.
+        bus = (
+            events.EventBus.from_event_bus_name(self, "DefaultBus", consumer.event_bus)
+            if consumer.event_bus
+            else refs.bus
+        )
         for index, pattern in enumerate(manifest.event_patterns(consumer)):
             rule = events.Rule(
                 self,
                 "Rule" if index == 0 else f"Rule{index}",
                 rule_name=manifest.rule_name(consumer, prefix, index),
                 description=f"{', '.join(pattern['detail-type'])} -> {queue_name}",
-                event_bus=refs.bus,
-                event_pattern=events.EventPattern(detail_type=pattern["detail-type"], detail=pattern.get("detail")),
+                event_bus=bus,
+                event_pattern=events.EventPattern(
+                    source=pattern.get("source"), detail_type=pattern["detail-type"], detail=pattern.get("detail")
+                ),
             )
             rule.add_target(
                 targets.SqsQueue(

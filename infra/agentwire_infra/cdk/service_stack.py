@@ -305,6 +305,7 @@ class OrchestratorStack(ServiceStack):
     #: Which of the orchestrator's consumers gets which Step Functions capability.
     STARTER = "starter"
     RESUME = "resume"
+    WATCHDOG = "watchdog"
 
     state_machine: sfn.StateMachine
 
@@ -376,7 +377,8 @@ class OrchestratorStack(ServiceStack):
         self.state_machine.grant_start_execution(starter)
         starter.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["states:StopExecution", "states:DescribeExecution"], resources=[self.executions_arn()]
+                actions=["states:StopExecution", "states:DescribeExecution", "states:GetExecutionHistory"],
+                resources=[self.executions_arn()],
             )
         )
         acknowledge(
@@ -388,6 +390,20 @@ class OrchestratorStack(ServiceStack):
         )
         resume = self.consumers[self.RESUME].function
         self.state_machine.grant_task_response(resume)
+        watchdog = self.consumers[self.WATCHDOG].function
+        assert watchdog.role is not None
+        watchdog.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution", "states:GetExecutionHistory"], resources=[self.executions_arn()]
+            )
+        )
+        acknowledge(
+            role_policy(watchdog.role),
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
+            f"execution:{state_machine_name(self.prefix)}:*]",
+            "Executions are named by run id, unknown in advance; the wildcard is limited to executions of "
+            "this one state machine (read why an execution ended, to publish the run.failed it could not).",
+        )
 
 
 class LlmStack(ServiceStack):

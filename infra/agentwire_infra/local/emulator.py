@@ -64,6 +64,10 @@ def apply_speedups() -> None:
     read_retention_directly()
     send_without_queue_attributes()
     pass_task_failure_cause()
+    pass_stop_execution_error_and_cause()
+    page_execution_history()
+    report_stopped_executions_as_aborted()
+    publish_execution_status_changes()
     new_task_token_per_attempt()
     keep_answers_that_beat_the_heartbeat_wait()
     query_only_the_partition()
@@ -261,6 +265,121 @@ def pass_task_failure_cause() -> None:
         return EmptyResult()
 
     StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
+
+
+def pass_stop_execution_error_and_cause() -> None:
+    """`StopExecution` keeps its `error` and `cause`, as on AWS: moto's response handler dropped both, so
+    the ExecutionAborted event of a stopped execution said nothing about who stopped it or why."""
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+    from moto.stepfunctions.exceptions import ExecutionDoesNotExist
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def stop_execution(self: Any) -> Any:
+        arn = self._get_param("executionArn")
+        backend = self.stepfunction_backend
+        backend._validate_execution_arn(arn)
+        machine = backend._get_state_machine_for_execution(arn)
+        execution = next((x for x in machine.executions if x.execution_arn == arn), None)
+        if execution is None:
+            raise ExecutionDoesNotExist("Execution Does Not Exist: '" + arn + "'")
+        error, cause = self._get_param("error"), self._get_param("cause")
+        if execution.status == "RUNNING":
+            execution.agentwire_stopped_with = (error, cause)
+        execution.stop(stop_date=utcnow(), error=error, cause=cause)
+        return ActionResult({"stopDate": execution.stop_date})
+
+    StepFunctionResponse.stop_execution = stop_execution  # type: ignore[method-assign]
+
+
+def report_stopped_executions_as_aborted() -> None:
+    """A stopped execution ends ABORTED with the stop's error and cause, as on AWS. moto ended one stopped
+    while a Map ran FAILED with an internal States.Runtime error (the Map's iterations failed on the stop),
+    which read as a failed run instead of a cancelled one."""
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    reflect = BaseExecutionWorkerCommunication._reflect_execution_status
+
+    def reflect_the_stop(self: Any) -> None:
+        reflect(self)
+        execution = self.execution
+        stopped_with = getattr(execution, "agentwire_stopped_with", None)
+        if stopped_with is not None and execution.exec_status == ExecutionStatus.FAILED:
+            execution.exec_status = ExecutionStatus.ABORTED
+            execution.error, execution.cause = stopped_with
+
+    BaseExecutionWorkerCommunication._reflect_execution_status = reflect_the_stop  # type: ignore[method-assign]
+
+
+def page_execution_history() -> None:
+    """`GetExecutionHistory` honours `reverseOrder` and `maxResults`, as on AWS (moto returned every event
+    oldest first whatever was asked, so "the last event" read the first)."""
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def get_execution_history(self: Any) -> Any:
+        history = dict(self.stepfunction_backend.get_execution_history(self._get_param("executionArn")))
+        events = list(history.get("events", []))
+        if self._get_param("reverseOrder"):
+            events.reverse()
+        max_results = self._get_param("maxResults")
+        if max_results:
+            events = events[: int(max_results)]
+        return ActionResult({**history, "events": events})
+
+    StepFunctionResponse.get_execution_history = get_execution_history  # type: ignore[method-assign]
+
+
+#: What Step Functions puts on the account's default bus when an execution changes status.
+STATUS_CHANGE_SOURCE = "aws.states"
+STATUS_CHANGE_DETAIL_TYPE = "Step Functions Execution Status Change"
+
+
+def _epoch_ms(value: Any) -> int | None:
+    return int(value.timestamp() * 1000) if value is not None else None
+
+
+def publish_execution_status_changes() -> None:
+    """An execution that ends puts an *Execution Status Change* event on the default bus, as Step
+    Functions does (moto emits none): rules there, such as the orchestrator's watchdog, see it. The
+    detail has the fields AWS documents (executionArn, stateMachineArn, name, status, startDate,
+    stopDate, input, output)."""
+    from moto.events.models import events_backends
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    terminated = BaseExecutionWorkerCommunication.terminated
+    log = logging.getLogger("agentwire.emulator")
+
+    def terminated_and_reported(self: Any) -> None:
+        terminated(self)
+        execution = self.execution
+        try:
+            status = execution.exec_status.value
+            detail = {
+                "executionArn": execution.exec_arn,
+                "stateMachineArn": execution.state_machine.arn,
+                "name": execution.name,
+                "status": status,
+                "startDate": _epoch_ms(execution.start_date),
+                "stopDate": _epoch_ms(execution.stop_date),
+                "input": json.dumps(execution.input_data, separators=(",", ":")),
+                "output": json.dumps(execution.output, separators=(",", ":")) if status == "SUCCEEDED" else None,
+            }
+            events_backends[execution.account_id][execution.region_name].put_events(
+                [
+                    {
+                        "Source": STATUS_CHANGE_SOURCE,
+                        "DetailType": STATUS_CHANGE_DETAIL_TYPE,
+                        "Detail": json.dumps(detail),
+                        "Resources": [execution.exec_arn],
+                    }
+                ]
+            )
+        except Exception:  # a status report must never break the execution's own ending
+            log.exception("could not publish the status change of %s", getattr(execution, "exec_arn", "?"))
+
+    BaseExecutionWorkerCommunication.terminated = terminated_and_reported  # type: ignore[method-assign]
 
 
 def new_task_token_per_attempt() -> None:

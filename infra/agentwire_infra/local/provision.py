@@ -99,6 +99,8 @@ class QueueTopology:
     manifest_visibility_timeout_s: int
     function_timeout_s: int
     memory_mb: int
+    #: The bus its rules are on when it is not agentwire's (AWS services' events: the default bus).
+    rules_bus: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ def _create_consumer_queue(
     rule_arns = [
         events.put_rule(
             Name=rule_name,
-            EventBusName=bus,
+            EventBusName=consumer.event_bus or bus,
             EventPattern=json.dumps(pattern),
             State="ENABLED",
             Description=f"{', '.join(pattern['detail-type'])} -> {queue_name}",
@@ -306,7 +308,9 @@ def _create_consumer_queue(
     }
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
     for rule_name in rule_names:
-        events.put_targets(Rule=rule_name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+        events.put_targets(
+            Rule=rule_name, EventBusName=consumer.event_bus or bus, Targets=[{"Id": "queue", "Arn": queue_arn}]
+        )
     return QueueTopology(
         service=manifest.service,
         consumer=consumer.name,
@@ -327,6 +331,7 @@ def _create_consumer_queue(
         manifest_visibility_timeout_s=consumer.visibility_timeout_s,
         function_timeout_s=consumer.function_timeout_s,
         memory_mb=consumer.memory_mb,
+        rules_bus=consumer.event_bus,
     )
 
 

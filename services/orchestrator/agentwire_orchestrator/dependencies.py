@@ -22,6 +22,8 @@ class Dependencies:
     agents: AgentCatalog
     max_task_output_bytes: int
     timeouts: StepTimeouts = field(default_factory=StepTimeouts)
+    #: The run state machine: the watchdog ignores status changes of the account's other machines.
+    state_machine_arn: str | None = None
 
     def starter(self) -> Starter:
         return Starter(
@@ -37,6 +39,7 @@ def build_dependencies(settings: OrchestratorSettings) -> Dependencies:
         agents=builtin_catalog(),
         max_task_output_bytes=settings.max_task_output_bytes,
         timeouts=settings.step_timeouts(),
+        state_machine_arn=settings.state_machine_arn,
     )
 
 

@@ -1,6 +1,6 @@
-"""Lambda entry points: the starter (run.requested / run.cancel.requested) and the resume consumer
-(every answer event that carries a task token). Both are SQS batch handlers; a body is an EventBridge
-event. Thin: parse, call the logic, log and count."""
+"""Lambda entry points: the starter (run.requested / run.cancel.requested), the resume consumer (every
+answer event that carries a task token) and the watchdog (Step Functions' status changes). All are SQS
+batch handlers; a body is an EventBridge event. Thin: parse, call the logic, log and count."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from agentwire_orchestrator.dependencies import Dependencies, get_dependencies
 from agentwire_orchestrator.resume import ResumeOutcome, ResumeResult, resume
 from agentwire_orchestrator.starter import StartOutcome
+from agentwire_orchestrator.watchdog import ExecutionStatusChange, WatchOutcome, WatchResult, watch
 
 SERVICE = "orchestrator"
 NAMESPACE = "agentwire"
@@ -32,6 +33,7 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 # The response always lists the failed records; raising when all failed adds nothing.
 starter_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 resume_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+watchdog_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def _bind_record_keys(body: str) -> None:
@@ -165,5 +167,57 @@ def resume_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
         event=event,
         record_handler=lambda record: handle_resume_record(record, dependencies),
         processor=resume_processor,
+        context=context,
+    )
+
+
+# -- watchdog ----------------------------------------------------------------------------------------
+
+
+@tracer.capture_method
+def handle_watchdog_record(record: SQSRecord, dependencies: Dependencies) -> WatchResult:
+    """One Execution Status Change: publish run.failed for a run that ended without saying so."""
+    logger.set_correlation_id(None)
+    logger.remove_keys(list(_RECORD_KEYS))
+    try:
+        change = ExecutionStatusChange.model_validate_json(record.body)
+    except ValueError:
+        # Not an AWS status change (the rule matches only those): keep it visible in the DLQ.
+        logger.error("record is not a Step Functions status change", extra={"message_id": record.message_id})
+        metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=1)
+        raise
+    logger.set_correlation_id(change.detail.name)
+    logger.append_keys(run_id=change.detail.name)
+    try:
+        result = watch(
+            change,
+            state_machine_arn=dependencies.state_machine_arn,
+            stepfunctions=dependencies.stepfunctions,
+            publisher=dependencies.publisher,
+        )
+    except Exception:
+        logger.exception("status change not processed", extra={"message_id": record.message_id})
+        metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=1)
+        raise
+    extra = {"outcome": result.outcome.value, "code": result.code, "status": change.detail.status}
+    if result.outcome is WatchOutcome.PUBLISHED:
+        # A run whose own ending was lost: rare, and always worth a look (the RunsFailed metric counts it
+        # too, where the gateway projects run.failed).
+        metrics.add_metric(name="RunsEndedSilently", unit=MetricUnit.Count, value=1)
+        logger.error("execution ended without publishing its ending; run.failed published", extra=extra)
+    else:
+        logger.info("status change checked", extra=extra)
+    return result
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def watchdog_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    dependencies = get_dependencies()
+    return process_partial_response(
+        event=event,
+        record_handler=lambda record: handle_watchdog_record(record, dependencies),
+        processor=watchdog_processor,
         context=context,
     )

@@ -1,7 +1,9 @@
 """What the orchestrator needs deployed: the state machine, its starter and its resume consumer."""
 
-from agentwire_contracts.manifest import ConsumerSpec, ServiceManifest
-from agentwire_contracts.names import DetailType, Source
+from agentwire_contracts.manifest import AwsEventsSpec, ConsumerSpec, ServiceManifest
+from agentwire_contracts.names import AwsEvent, DetailType, Source
+
+from agentwire_orchestrator.watchdog import WATCHED_STATUSES
 
 #: Every answer event that carries a task token back to a waiting state.
 ANSWER_DETAIL_TYPES = (
@@ -32,6 +34,18 @@ MANIFEST = ServiceManifest(
             name="resume",
             handler="agentwire_orchestrator.handler.resume_handler",
             detail_types=(*ANSWER_DETAIL_TYPES, *HEARTBEAT_DETAIL_TYPES),
+            function_timeout_s=30,
+        ),
+        # Step Functions' own report of executions that ended badly (default bus): a run whose ending was
+        # lost still gets its run.failed (see agentwire_orchestrator.watchdog).
+        ConsumerSpec(
+            name="watchdog",
+            handler="agentwire_orchestrator.handler.watchdog_handler",
+            aws_events=AwsEventsSpec(
+                source=AwsEvent.STATES_SOURCE,
+                detail_types=(AwsEvent.EXECUTION_STATUS_CHANGE,),
+                detail={"status": list(WATCHED_STATUSES)},
+            ),
             function_timeout_s=30,
         ),
     ),

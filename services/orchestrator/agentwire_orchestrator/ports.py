@@ -17,6 +17,12 @@ class Publisher(Protocol):
     def publish_one(self, event: Event[Any]) -> None: ...
 
 
+#: The error of the state machine's Fail state: the run published run.failed.v1 itself before ending.
+RUN_FAILED_ERROR = "Run.Failed"
+#: The error the starter stops an execution with on a cancel request (it publishes run.cancelled.v1).
+RUN_CANCELLED_ERROR = "Run.Cancelled"
+
+
 class ExecutionStatus(StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
@@ -38,6 +44,9 @@ class ExecutionInfo:
     status: ExecutionStatus
     #: The execution's input, parsed (None if Step Functions did not return it).
     input: dict[str, Any] | None = None
+    #: Why a FAILED (or stopped) execution ended: the error name and cause Step Functions reports.
+    error: str | None = None
+    cause: str | None = None
 
 
 class TaskGone(Exception):

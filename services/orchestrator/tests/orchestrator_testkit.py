@@ -23,6 +23,8 @@ class FakeExecution:
     input: str
     status: ExecutionStatus = ExecutionStatus.RUNNING
     stop_cause: str | None = None
+    #: Why it ended, as DescribeExecution (or, when stopped, the last history event) reports it.
+    error: str | None = None
 
 
 @dataclass
@@ -67,7 +69,7 @@ class FakeStepFunctions:
         execution = self.executions.get(name)
         if execution is None:
             return None
-        return ExecutionInfo(status=execution.status, input=json.loads(execution.input))
+        return ExecutionInfo(status=execution.status, input=json.loads(execution.input), error=execution.error)
 
     def stop_execution(self, *, name: str, cause: str) -> None:
         self.calls.append(f"stop:{name}")

@@ -63,13 +63,40 @@ def test_the_starter_needs_the_state_machine() -> None:
 
 
 def test_describe_reads_status_and_input_and_missing_is_none() -> None:
-    client = ScriptedClient(describe_execution={"status": "ABORTED", "input": json.dumps({"cancelled": {}})})
+    client = ScriptedClient(describe_execution={"status": "RUNNING", "input": json.dumps({"cancelled": {}})})
     adapter = Boto3StepFunctions(client, MACHINE)
     info = adapter.describe_execution(name="run-1")
-    assert info is not None and info.status is ExecutionStatus.ABORTED and info.input == {"cancelled": {}}
-    assert client.calls[0][1] == {"executionArn": "arn:aws:states:us-east-1:123456789012:execution:agentwire-run:run-1"}
+    assert info is not None and info.status is ExecutionStatus.RUNNING and info.input == {"cancelled": {}}
+    assert client.calls == [
+        ("describe_execution", {"executionArn": "arn:aws:states:us-east-1:123456789012:execution:agentwire-run:run-1"})
+    ]
     client.errors["describe_execution"] = client_error("ExecutionDoesNotExist", "DescribeExecution")
     assert adapter.describe_execution(name="run-1") is None
+
+
+def test_describe_reads_why_a_failed_execution_failed() -> None:
+    client = ScriptedClient(describe_execution={"status": "FAILED", "error": "States.TaskFailed", "cause": "bus down"})
+    info = Boto3StepFunctions(client, MACHINE).describe_execution(name="run-1")
+    assert info is not None and (info.error, info.cause) == ("States.TaskFailed", "bus down")
+    assert [operation for operation, _ in client.calls] == ["describe_execution"]
+
+
+def test_describe_reads_who_stopped_an_aborted_execution_from_its_last_history_event() -> None:
+    aborted = {"type": "ExecutionAborted", "executionAbortedEventDetails": {"error": "Run.Cancelled", "cause": "user"}}
+    client = ScriptedClient(describe_execution={"status": "ABORTED"}, get_execution_history={"events": [aborted]})
+    info = Boto3StepFunctions(client, MACHINE).describe_execution(name="run-1")
+    assert info is not None and (info.error, info.cause) == ("Run.Cancelled", "user")
+    assert client.calls[1] == (
+        "get_execution_history",
+        {
+            "executionArn": "arn:aws:states:us-east-1:123456789012:execution:agentwire-run:run-1",
+            "reverseOrder": True,
+            "maxResults": 1,
+        },
+    )
+    bare = ScriptedClient(describe_execution={"status": "ABORTED"}, get_execution_history={"events": []})
+    stopped = Boto3StepFunctions(bare, MACHINE).describe_execution(name="run-1")
+    assert stopped is not None and stopped.error is None
 
 
 @pytest.mark.parametrize("code", ["TaskDoesNotExist", "TaskTimedOut", "InvalidToken"])

@@ -16,6 +16,7 @@ from agentwire_contracts.events.tool import ToolCatalogReady, ToolInvocationComp
 from agentwire_contracts.names import Source
 from agentwire_orchestrator import asl
 from agentwire_orchestrator.manifest import MANIFEST
+from agentwire_orchestrator.ports import RUN_FAILED_ERROR
 
 DEFINITION = json.loads(asl.definition_template())
 STATES = asl.states()
@@ -197,3 +198,10 @@ def test_a_model_call_carries_the_runs_spend_and_caps() -> None:
     assert data["max_cost_microusd.$"] == "$.run.agent.limits.max_cost_microusd"
     assert data["spent_tokens.$"] == "$.counters.total_tokens"
     assert data["max_total_tokens.$"] == "$.run.agent.limits.max_total_tokens"
+
+
+def test_every_fail_state_names_the_error_the_watchdog_reads_as_already_published() -> None:
+    # The watchdog publishes run.failed for a FAILED execution unless its error is the Fail state's: a
+    # Fail state with another error would get a second run.failed.
+    fails = {name: state for name, state in STATES.items() if state["Type"] == "Fail"}
+    assert fails and all(state["Error"] == RUN_FAILED_ERROR for state in fails.values())

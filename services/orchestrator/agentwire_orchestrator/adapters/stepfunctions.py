@@ -19,7 +19,7 @@ from typing import Any
 from agentwire_contracts.telemetry import traceparent_to_xray
 from botocore.exceptions import ClientError
 
-from agentwire_orchestrator.ports import ExecutionInfo, ExecutionStatus, Started, TaskGone
+from agentwire_orchestrator.ports import RUN_CANCELLED_ERROR, ExecutionInfo, ExecutionStatus, Started, TaskGone
 from agentwire_orchestrator.run_input import execution_arn
 
 #: Errors of SendTaskSuccess/Failure meaning nobody waits for this token any more: the execution was
@@ -106,12 +106,23 @@ class Boto3StepFunctions:
             except json.JSONDecodeError:
                 loaded = None
             parsed = loaded if isinstance(loaded, dict) else None
-        return ExecutionInfo(status=ExecutionStatus(response["status"]), input=parsed)
+        status = ExecutionStatus(response["status"])
+        error, cause = response.get("error"), response.get("cause")
+        if status is ExecutionStatus.ABORTED and error is None:
+            error, cause = self._stop_reason(self.execution_arn(name))
+        return ExecutionInfo(status=status, input=parsed, error=error, cause=cause)
+
+    def _stop_reason(self, arn: str) -> tuple[str | None, str | None]:
+        """The error and cause a stopped execution was stopped with: its last history event (DescribeExecution
+        documents them for failed executions only)."""
+        events = self._client.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=1)["events"]
+        details = events[0].get("executionAbortedEventDetails", {}) if events else {}
+        return details.get("error") or None, details.get("cause") or None
 
     def stop_execution(self, *, name: str, cause: str) -> None:
         try:
             self._client.stop_execution(
-                executionArn=self.execution_arn(name), error="Run.Cancelled", cause=cause[:32_768]
+                executionArn=self.execution_arn(name), error=RUN_CANCELLED_ERROR, cause=cause[:32_768]
             )
         except ClientError as exc:
             if error_code(exc) == "ExecutionDoesNotExist":
