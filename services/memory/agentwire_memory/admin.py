@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentwire_memory.adapters.dynamodb import DynamoTranscriptStore
+from agentwire_memory.ports import PayloadStorePort
 from agentwire_memory.service import export_session
 from agentwire_memory.transcript import SessionRef
 
@@ -38,9 +39,18 @@ def delete_facts(
     return store.delete_facts(tenant_id, user_id, existing)
 
 
-def export(tenant_id: str, session_id: str, *, table_name: str, dynamodb_client: Any) -> dict[str, Any]:
-    """The full transcript of the session as JSON (see `service.export_session`)."""
-    return export_session(_store(table_name, dynamodb_client), SessionRef(tenant_id, session_id))
+def export(
+    tenant_id: str,
+    session_id: str,
+    *,
+    table_name: str,
+    dynamodb_client: Any,
+    payloads: PayloadStorePort | None = None,
+) -> dict[str, Any]:
+    """The full transcript of the session as JSON (see `service.export_session`). With `payloads` (a
+    `agentwire_contracts.payload.PayloadStore` on the payload bucket), the full outputs of capped tool results
+    are read back whole; without it they are listed by reference only."""
+    return export_session(_store(table_name, dynamodb_client), SessionRef(tenant_id, session_id), payloads)
 
 
 def set_retention(tenant_id: str, days: int | None, *, table_name: str, dynamodb_client: Any) -> None:

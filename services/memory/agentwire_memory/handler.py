@@ -18,7 +18,7 @@ from agentwire_contracts.envelope import Event, Metadata
 from agentwire_contracts.events.memory import MemoryContextFailed, MemoryContextRequested
 from agentwire_contracts.events.run import RunFailed
 from agentwire_contracts.events.session import SessionDeleted
-from agentwire_contracts.events.tool import ToolInvocationFailed, ToolInvocationRequested
+from agentwire_contracts.events.tool import ToolInvocationCompleted, ToolInvocationFailed, ToolInvocationRequested
 from agentwire_contracts.names import DetailType, Source
 from agentwire_contracts.parsing import InvalidEvent, parse_as
 from agentwire_contracts.payload import PayloadStore
@@ -40,6 +40,7 @@ from agentwire_memory.service import (
     answer_context_request,
     forget_session,
     record_run_failure,
+    record_tool_output,
     serve_tool_call,
 )
 from agentwire_memory.settings import get_settings
@@ -262,6 +263,31 @@ def handle_run_failed(envelope: dict[str, Any], dependencies: Dependencies) -> N
 
 
 @tracer.capture_method
+def handle_tool_completed(envelope: dict[str, Any], dependencies: Dependencies) -> None:
+    """A capped tool result's claim check is recorded beside the transcript (for the export). Nearly every
+    completion has none (and memory's own answers never): those are acknowledged before parsing the event or
+    touching the table."""
+    data = envelope["detail"].get("data")
+    if not isinstance(data, dict) or data.get("result_ref") is None:
+        return
+    event: Event[ToolInvocationCompleted] = parse_as(ToolInvocationCompleted, envelope)
+    _bind_log_context(event.metadata, event.data.session_id)
+    # Names, ids and sizes only: the output is the tenant's data.
+    extra = {
+        "tool_name": event.data.tool_name,
+        "tool_call_id": event.data.result.tool_use_id,
+        "size_bytes": event.data.result_ref.size_bytes if event.data.result_ref else 0,
+    }
+    outcome = record_tool_output(event, dependencies.store, dependencies.retention)
+    if outcome == "session_deleted":
+        logger.info("tool output not recorded: the session was deleted", extra=extra)
+    elif outcome == "outside_session":
+        logger.warning("tool output not recorded: its reference is outside the session's payloads", extra=extra)
+    else:
+        logger.info("tool output recorded", extra={**extra, "new": outcome == "recorded"})
+
+
+@tracer.capture_method
 def handle_tool_call(envelope: dict[str, Any], dependencies: Dependencies) -> None:
     """remember, forget, read_state, write_state: answered as `tool.invocation.completed.v1` exactly like the
     tools service would."""
@@ -360,6 +386,8 @@ def _dispatch(envelope: dict[str, Any], dependencies: Dependencies) -> None:
         handle_run_failed(envelope, dependencies)
     elif detail_type == DetailType.TOOL_INVOCATION_REQUESTED:
         handle_tool_call(envelope, dependencies)
+    elif detail_type == DetailType.TOOL_INVOCATION_COMPLETED:
+        handle_tool_completed(envelope, dependencies)
     else:
         # Misrouted: retrying cannot help, so it ends in the DLQ where someone can see the rule is wrong.
         raise InvalidEvent(f"memory does not handle detail-type {detail_type!r}")

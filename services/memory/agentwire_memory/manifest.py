@@ -11,8 +11,15 @@ MANIFEST = ServiceManifest(
         ConsumerSpec(
             name="context",
             handler="agentwire_memory.handler.lambda_handler",
-            # run.failed: a failed run is recorded beside the session's transcript (audit, export).
-            detail_types=(DetailType.MEMORY_CONTEXT_REQUESTED, DetailType.SESSION_DELETED, DetailType.RUN_FAILED),
+            # run.failed: a failed run is recorded beside the session's transcript (audit, export); so is the
+            # claim check of a capped tool result (tool.invocation.completed with result_ref; the rest are
+            # acknowledged unread).
+            detail_types=(
+                DetailType.MEMORY_CONTEXT_REQUESTED,
+                DetailType.SESSION_DELETED,
+                DetailType.RUN_FAILED,
+                DetailType.TOOL_INVOCATION_COMPLETED,
+            ),
             function_timeout_s=30,
         ),
         # The tools memory offers (remember, forget): the rule matches detail.data.tool_call.name, so only

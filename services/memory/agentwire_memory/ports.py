@@ -130,6 +130,23 @@ class TranscriptStore(Protocol):
 
     def list_run_failures(self, session: SessionRef) -> list[dict[str, Any]]: ...
 
+    def put_tool_output(
+        self,
+        session: SessionRef,
+        tool_use_id: str,
+        run_id: str,
+        output_json: str,
+        *,
+        retention_s: int | None = None,
+    ) -> bool:
+        """Record the claim check of a tool call's full output (once per call of a run, kept as long as the
+        transcript); True when it was new."""
+        ...
+
+    def list_tool_outputs(self, session: SessionRef) -> list[dict[str, Any]]:
+        """Every recorded tool output reference of the session (the JSON `put_tool_output` was given)."""
+        ...
+
     def list_facts(self, tenant_id: str, user_id: str, *, limit: int = 500) -> list[Fact]: ...
 
     def put_fact(self, tenant_id: str, user_id: str, fact: Fact, *, session_id: str, run_id: str) -> bool: ...
@@ -148,6 +165,10 @@ class PayloadStorePort(Protocol):
     """What memory needs of `agentwire_contracts.payload.PayloadStore`."""
 
     def put_json(self, value: Any, *, tenant_id: str, session_id: str, kind: str = "payload") -> PayloadRef: ...
+
+    def get_json(self, ref: PayloadRef) -> Any:
+        """The referenced JSON value (size and sha256 verified); `PayloadNotFound` when it is gone."""
+        ...
 
     def delete_session(self, tenant_id: str, session_id: str) -> int: ...
 

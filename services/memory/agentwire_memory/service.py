@@ -1,17 +1,20 @@
 """The memory service's use cases: serve a context request (append, state, summary, window, claim check),
-answer a remote tool call (remember, forget), forget a session, export a session.
+answer a remote tool call (remember, forget), record a failed run or a capped tool output beside the
+transcript, forget a session, export a session.
 
 Pure application logic over the ports (no boto3 here).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from agentwire_contracts import telemetry
 from agentwire_contracts.agents import DEFAULT_AGENT, AgentCatalog, UnknownAgent, load_catalog
@@ -30,7 +33,7 @@ from agentwire_contracts.events.memory import (
 from agentwire_contracts.events.run import RunFailed
 from agentwire_contracts.events.session import SessionDeleted
 from agentwire_contracts.events.tool import ToolInvocationCompleted, ToolInvocationRequested
-from agentwire_contracts.payload import json_size
+from agentwire_contracts.payload import PayloadError, PayloadNotFound, json_size, session_prefix
 from agentwire_contracts.remote_tools import ForgetInput, ReadStateInput, RememberInput, WriteStateInput
 from agentwire_contracts.tokens import estimate_text_tokens
 from pydantic import ValidationError
@@ -750,9 +753,118 @@ def record_run_failure(
     )
 
 
-def export_session(store: TranscriptStore, session: SessionRef) -> dict[str, Any]:
+#: What `record_tool_output` did with one `tool.invocation.completed.v1`.
+ToolOutputRecord = Literal["recorded", "duplicate", "no_reference", "session_deleted", "outside_session"]
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_tool_output(
+    event: Event[ToolInvocationCompleted], store: TranscriptStore, retention: RetentionPolicy | None = None
+) -> ToolOutputRecord:
+    """A tool result capped by the tools service (`result` is a truncated copy, `result_ref` the claim check of
+    the whole output) is recorded beside the session's transcript, so an export shows what the tool really
+    returned; the transcript and the model keep the capped copy. Write-once per (call id, run), kept as long
+    as the transcript (the tenant's retention). A result without a reference (the common case, and memory's own
+    remember/forget answers) touches nothing; a deleted session records nothing (it would come back); a
+    reference outside the session's payload prefix is not recorded (an export must never read another
+    session's payload)."""
+    data = event.data
+    ref = data.result_ref
+    if ref is None:
+        return "no_reference"
+    session = session_of(event)
+    if not ref.key.startswith(session_prefix(session.tenant_id, session.session_id)):
+        return "outside_session"
+    if store.is_deleted(session):
+        return "session_deleted"
+    run_id = run_id_of(event)
+    output = {
+        "tool_use_id": data.result.tool_use_id,
+        "tool_name": data.tool_name,
+        "run_id": run_id,
+        "step": data.step,
+        "is_error": data.result.is_error,
+        # The capped copy the run appended: how an export finds the transcript block this output belongs to.
+        "result_sha256": _sha256(data.result.content),
+        "ref": ref.model_dump(mode="json"),
+        "occurred_at": event.metadata.model_dump(mode="json")["occurred_at"],
+    }
+    retention_s = retention.retention_s(session.tenant_id) if retention else None
+    new = store.put_tool_output(
+        session, data.result.tool_use_id, run_id, json.dumps(output, sort_keys=True), retention_s=retention_s
+    )
+    return "recorded" if new else "duplicate"
+
+
+def export_tool_outputs(
+    session: SessionRef,
+    entries: Sequence[TranscriptEntry],
+    recorded: Sequence[dict[str, Any]],
+    payloads: PayloadStorePort | None,
+) -> list[dict[str, Any]]:
+    """The recorded full outputs of capped tool results, each with the `seq` of the transcript message whose
+    `tool_result` block it completes (same call id and the very capped content the run appended; None when
+    the transcript has no such block, e.g. the run stopped before appending it), and its `content` resolved
+    through the payload store. A payload that is gone (expired, deleted) is reported per output
+    (`missing: true`), as is one that cannot be read as a tool output (`status: unreadable`); without a payload
+    store the references are listed unresolved."""
+    blocks: dict[tuple[str, str], deque[int]] = defaultdict(deque)
+    for entry in entries:
+        for block in entry.message.content:
+            if isinstance(block, ToolResultBlock):
+                blocks[(block.tool_use_id, _sha256(block.content))].append(entry.seq)
+    outputs: list[dict[str, Any]] = []
+    in_order = sorted(recorded, key=lambda o: (str(o.get("occurred_at", "")), o["tool_use_id"], o["run_id"]))
+    for output in in_order:
+        # A call id reused by a later run with the same capped content: each output takes the next block.
+        matching = blocks.get((output["tool_use_id"], output.get("result_sha256", "")))
+        ref = PayloadRef.model_validate(output["ref"])
+        outputs.append(
+            {
+                "tool_use_id": output["tool_use_id"],
+                "tool_name": output["tool_name"],
+                "seq": matching.popleft() if matching else None,
+                "run_id": output["run_id"],
+                "step": output["step"],
+                "is_error": output["is_error"],
+                "occurred_at": output.get("occurred_at"),
+                "ref": ref.model_dump(mode="json"),
+                **_resolve_tool_output(session, ref, payloads),
+            }
+        )
+    return sorted(outputs, key=lambda o: (o["seq"] is None, o["seq"] or 0))
+
+
+def _resolve_tool_output(session: SessionRef, ref: PayloadRef, payloads: PayloadStorePort | None) -> dict[str, Any]:
+    def unread(status: str, error: str | None = None, *, missing: bool = False) -> dict[str, Any]:
+        return {"content": None, "missing": missing, "status": status, "error": error}
+
+    if payloads is None:
+        return unread("unresolved")
+    if not ref.key.startswith(session_prefix(session.tenant_id, session.session_id)):
+        return unread("unreadable", "the reference is outside the session's payloads")
+    try:
+        value = payloads.get_json(ref)
+    except PayloadNotFound as exc:
+        return unread("missing", f"{exc.code}: {exc}", missing=True)
+    except (PayloadError, ValueError) as exc:
+        return unread("unreadable", f"{getattr(exc, 'code', 'Payload.Error')}: {exc}")
+    content = value.get("content") if isinstance(value, dict) else None
+    if not isinstance(content, str):
+        return unread("unreadable", "the payload is not a tool output ({tool_name, content})")
+    return {"content": content, "missing": False, "status": "resolved", "error": None}
+
+
+def export_session(
+    store: TranscriptStore, session: SessionRef, payloads: PayloadStorePort | None = None
+) -> dict[str, Any]:
     """The full transcript of a session as JSON (audits, evaluation): every message with its seq, the
-    compaction summaries and the agent state. Summaries never replace messages here."""
+    compaction summaries, the agent state, the failed runs and the full outputs of capped tool results
+    (`tool_outputs`, see `export_tool_outputs`; resolved through `payloads` when given). Summaries never
+    replace messages here, and `messages` hold exactly what the model saw (the capped tool results)."""
     entries = store.read(session)
     return {
         "tenant_id": session.tenant_id,
@@ -780,6 +892,7 @@ def export_session(store: TranscriptStore, session: SessionRef) -> dict[str, Any
             for item in store.get_state(session)
         ],
         "failed_runs": store.list_run_failures(session),
+        "tool_outputs": export_tool_outputs(session, entries, store.list_tool_outputs(session), payloads),
     }
 
 

@@ -381,3 +381,55 @@ def test_a_failed_run_is_recorded_beside_the_transcript_once(deps: Dependencies,
         (request.metadata.run_id, "Llm.BadRequest", 42)
     ]
     assert exported["message_count"] == 1  # the transcript itself is untouched
+
+
+def test_a_capped_tool_result_is_recorded_from_its_completion_once(
+    deps: Dependencies, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from agentwire_contracts.content import ToolResultBlock
+    from agentwire_contracts.events.tool import ToolInvocationCompleted
+    from agentwire_contracts.payload import PayloadStore
+    from agentwire_memory.manifest import MANIFEST
+    from agentwire_memory.service import export_session
+
+    assert "tool.invocation.completed.v1" in MANIFEST.consumer("context").detail_types
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="payloads")
+    payloads = PayloadStore(client=s3, bucket="payloads")
+    whole = SECRET + " " + "x" * 50_000
+    ref = payloads.put_json(
+        {"tool_name": "report", "content": whole}, tenant_id="acme", session_id="s1", kind="tool-result"
+    )
+
+    def answer(call_id: str, result_ref: Any) -> Event[Any]:
+        data = ToolInvocationCompleted(
+            session_id="s1",
+            step=1,
+            tool_name="report",
+            result=ToolResultBlock(tool_use_id=call_id, content=SECRET[:5] + " [truncated]"),
+            result_ref=result_ref,
+        )
+        return Event.create(data, tenant_id="acme", run_id="run-42", task_token="tok", trace_header=TRACE_HEADER)
+
+    capped, plain = answer("call-1", ref), answer("call-2", None)
+    stream = io.StringIO()
+    monkeypatch.setattr(handler.logger.registered_handler, "stream", stream)
+    records = [
+        sqs_record(eventbridge(capped.detail_type, capped), "m-1"),
+        sqs_record(eventbridge(capped.detail_type, capped), "m-2"),  # at least once: a redelivery
+        sqs_record(eventbridge(plain.detail_type, plain), "m-3"),
+    ]
+
+    response = handler.lambda_handler(batch(*records), LambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    items = dynamodb.scan(TableName=TABLE)["Items"]
+    assert [item["sk"]["S"] for item in items] == ["TOOLOUTPUT#call-1#run-42"]  # nothing for the plain answer
+    [output] = export_session(deps.store, SessionRef("acme", "s1"), payloads)["tool_outputs"]
+    assert (output["tool_use_id"], output["content"]) == ("call-1", whole)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    recorded = [line for line in lines if line.get("message") == "tool output recorded"]
+    assert [line["new"] for line in recorded] == [True, False]
+    assert recorded[0]["correlation_id"] == "run-42" and recorded[0]["tool_call_id"] == "call-1"
+    assert SECRET not in stream.getvalue()  # the output is never logged

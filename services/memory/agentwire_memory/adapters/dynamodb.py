@@ -6,6 +6,7 @@ Keys (every partition key starts with the tenant):
     sk = HEAD                          the session head: message_count (= last seq)
     sk = MSG#<seq, 12 digits>          one transcript message (JSON string, exact content blocks)
     sk = APPEND#<run_id>#<step, 6 d.>  the append marker of (run, step): the seqs it wrote
+    sk = TOOLOUTPUT#<call id>#<run_id> where a capped tool result's full output is (its claim check)
     sk = HEAD, kind = deleted          after session.deleted: the tombstone that replaces the head, so a
                                        late request cannot bring the session back
 
@@ -58,6 +59,9 @@ STATE_PREFIX = "STATE#"
 TOOL_PREFIX = "TOOL#"
 FACT_PREFIX = "FACT#"
 RUN_FAILURE_PREFIX = "RUNFAILED#"
+#: The claim check of a tool call's full output (`TOOLOUTPUT#<tool_use_id>#<run_id>`; sorts after `TOOL#…`,
+#: which a `begins_with(sk, TOOL#)` never matches).
+TOOL_OUTPUT_PREFIX = "TOOLOUTPUT#"
 CONFIG_SK = "CONFIG"
 #: `kind` of the tombstone a deleted session leaves in place of its head.
 DELETED_KIND = "deleted"
@@ -689,6 +693,34 @@ class DynamoTranscriptStore:
         )
         failures = [json.loads(item["failure"]["S"]) for item in items]
         return sorted(failures, key=lambda failure: str(failure.get("occurred_at", "")))
+
+    # -- full tool outputs (claim checks of capped results) --------------------------------------------
+
+    def put_tool_output(
+        self,
+        session: SessionRef,
+        tool_use_id: str,
+        run_id: str,
+        output_json: str,
+        *,
+        retention_s: int | None = None,
+    ) -> bool:
+        """Where a tool call's full output is (its result was capped), kept beside the transcript as long as
+        the transcript; written once per (call id, run): a model may reuse a call id in a later run."""
+        expiry = self._expiry(int(self._now()), retention_s)
+        item = self._record_item(
+            session, f"{TOOL_OUTPUT_PREFIX}{tool_use_id}#{run_id}", "tool_output", "output", output_json, expiry
+        )
+        return self._put_if_absent(item)
+
+    def list_tool_outputs(self, session: SessionRef) -> list[dict[str, Any]]:
+        items = self._paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": _s(partition_key(session)), ":prefix": _s(TOOL_OUTPUT_PREFIX)},
+            ConsistentRead=True,
+        )
+        return [json.loads(item["output"]["S"]) for item in items]
 
     # -- long-term facts (per tenant and user) -----------------------------------------------------
 
