@@ -2,7 +2,8 @@
 remember routed to memory by tool name and refused for the packaged agents (none offers it; the served round
 trip is in test_memory_tools_emulator.py), facts injected into every session of the user and
 listable/deletable by the admin functions, claim-checked contexts, compaction round trip, agent state,
-per-tenant retention, session deletion leaving only its tombstone, late requests refused, export.
+per-tenant retention, session deletion leaving only its tombstone, late requests refused, export (with the
+full outputs of capped tool results, recorded from their `tool.invocation.completed.v1`).
 
 Requests are published on the bus as the orchestrator would (without a task token, so the resume
 consumer ignores the answers); a queue of this module captures the answers."""
@@ -21,7 +22,7 @@ from agentwire_contracts.envelope import Event
 from agentwire_contracts.events.memory import AgentStateUpdate, ContextSummary, MemoryContextRequested
 from agentwire_contracts.events.run import RunFailed
 from agentwire_contracts.events.session import SessionDeleted
-from agentwire_contracts.events.tool import ToolInvocationRequested
+from agentwire_contracts.events.tool import ToolInvocationCompleted, ToolInvocationRequested
 from agentwire_contracts.names import DetailType
 from agentwire_contracts.payload import PayloadRef, PayloadStore
 from agentwire_contracts.publish import EventPublisher
@@ -337,3 +338,67 @@ def test_the_memory_cli_lists_deletes_and_exports(
     assert main([*cli, "export", session_id, "--tenant", TENANT, "--output", str(tmp_path / "export.json")]) == 0
     exported = json.loads((tmp_path / "export.json").read_text())
     assert [m["content"][0]["text"] for m in exported["messages"]] == ["hello there"]
+
+
+def test_a_capped_tool_results_full_output_is_recorded_and_exported_whole(
+    bus: EventPublisher,
+    answers: Any,
+    local_stack: LocalStack,
+    aws: Any,
+    table: str,
+    payloads: PayloadStore,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from agentwire_infra.cli import main
+
+    session_id, run_id = new_id("s"), new_id("run")
+    whole = "row of a long query result\n" * 20_000
+    capped = whole[:1_000] + "\n[output truncated: 540000 characters in all]"
+    call = Message(role="assistant", content=[ToolUseBlock(id="toolu_big", name="query", input={"q": "all"})])
+    result = Message(role="user", content=[ToolResultBlock(tool_use_id="toolu_big", content=capped)])
+    context(bus, answers, session_id, 0, [user("the whole table, please")], include_context=False)
+    context(bus, answers, session_id, 1, [call, result], include_context=False)
+    # The tools service's claim check: the whole output in the session's payloads, the capped copy in the event.
+    ref = payloads.put_json(
+        {"tool_name": "query", "content": whole}, tenant_id=TENANT, session_id=session_id, kind="tool-result"
+    )
+    answer = ToolInvocationCompleted(
+        session_id=session_id,
+        step=1,
+        tool_name="query",
+        result=ToolResultBlock(tool_use_id="toolu_big", content=capped),
+        result_ref=ref,
+    )
+    bus.publish_one(Event.create(answer, tenant_id=TENANT, run_id=run_id))
+    wait_until(
+        lambda: any(i["sk"]["S"].startswith("TOOLOUTPUT#") for i in partition_items(aws, table, session_id)),
+        timeout_s=30,
+        what="the tool output recorded by memory",
+    )
+
+    exported = admin.export(TENANT, session_id, table_name=table, dynamodb_client=aws("dynamodb"), payloads=payloads)
+    [output] = exported["tool_outputs"]
+    assert (output["tool_use_id"], output["seq"], output["run_id"], output["status"]) == (
+        "toolu_big",
+        3,
+        run_id,
+        "resolved",
+    )
+    assert output["content"] == whole and output["ref"] == ref.model_dump(mode="json")
+    assert exported["messages"][2]["content"][0]["content"] == capped  # the transcript keeps what the model saw
+    # The CLI reads the stack's payload bucket too.
+    (tmp_path / "local.json").write_text(json.dumps(local_stack.describe()))
+    assert main(["--workdir", str(tmp_path), "memory", "export", session_id, "--tenant", TENANT]) == 0
+    assert json.loads(capsys.readouterr().out)["tool_outputs"][0]["content"] == whole
+
+    # Deleting the session takes the record and the payload with it.
+    bus.publish_one(Event.create(SessionDeleted(session_id=session_id), tenant_id=TENANT))
+    wait_until(
+        lambda: (
+            [i["sk"]["S"] for i in partition_items(aws, table, session_id)] == ["HEAD"]
+            and not payloads.list_session(TENANT, session_id)
+        ),
+        timeout_s=30,
+        what="the session's items and payloads deleted",
+    )

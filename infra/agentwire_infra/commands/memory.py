@@ -33,6 +33,23 @@ def _table_and_client(args: argparse.Namespace) -> tuple[str, Any]:
     return described["tables"][TABLE], client
 
 
+def _payloads(args: argparse.Namespace) -> Any:
+    """The stack's payload bucket (where the full outputs of capped tool results are)."""
+    import boto3
+    from agentwire_contracts.manifest import payload_bucket_name
+    from agentwire_contracts.payload import PayloadStore
+
+    described = read_local_json(args.workdir)
+    client = boto3.client(
+        "s3",
+        endpoint_url=described["emulator_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 (the emulator's fake credentials)
+    )
+    return PayloadStore(client=client, bucket=payload_bucket_name(described["prefix"]))
+
+
 def _tenant(args: argparse.Namespace) -> str:
     if args.tenant:
         return str(args.tenant)
@@ -61,7 +78,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from agentwire_memory.admin import export
 
     table, client = _table_and_client(args)
-    exported = export(_tenant(args), args.session, table_name=table, dynamodb_client=client)
+    exported = export(_tenant(args), args.session, table_name=table, dynamodb_client=client, payloads=_payloads(args))
     text = json.dumps(exported, indent=2, ensure_ascii=False) + "\n"
     if args.output:
         args.output.write_text(text)
@@ -96,7 +113,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     listing.set_defaults(handler=cmd_facts_list)
     deleting.set_defaults(handler=cmd_facts_delete)
 
-    export = sub.add_parser("export", help="the full transcript of a session as JSON")
+    export = sub.add_parser(
+        "export", help="the full transcript of a session as JSON (with the full outputs of capped tool results)"
+    )
     export.add_argument("session")
     export.add_argument("--tenant", help="default: the stack's dev tenant")
     export.add_argument("--output", type=Path, help="write to a file instead of stdout")
