@@ -46,7 +46,12 @@ def build_dependencies(settings: GatewaySettings | None = None) -> Dependencies:
     keys = DynamoApiKeyStore(table)
     return Dependencies(
         authenticator=Authenticator(keys=keys, tokens=tokens),
-        gateway=Gateway(read_model=read_model, publisher=publisher, run_retention=retention),
+        gateway=Gateway(
+            read_model=read_model,
+            publisher=publisher,
+            run_retention=retention,
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        ),
         projector=Projector(read_model=read_model, run_retention=retention, publisher=publisher),
         idempotency=IdempotencyGuard(
             DynamoIdempotencyStore(table), ttl=timedelta(hours=settings.idempotency_ttl_hours)

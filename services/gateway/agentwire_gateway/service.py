@@ -59,10 +59,18 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-def idempotent_run_id(tenant_id: str, session_id: str, idempotency_key: str) -> str:
-    """The same (tenant, session, Idempotency-Key) always names the same run, so a retried POST finds
-    the run it already created instead of starting a second one."""
-    digest = hashlib.sha256(f"{tenant_id}\x00{session_id}\x00{idempotency_key}".encode()).hexdigest()
+#: Lives of one Idempotency-Key looked through (each at least its TTL long, within the runs' retention).
+MAX_KEY_GENERATIONS = 64
+
+
+def idempotent_run_id(tenant_id: str, session_id: str, idempotency_key: str, generation: int = 0) -> str:
+    """The same (tenant, session, Idempotency-Key) names the same run while the key lives, so a retried POST
+    finds the run it already created instead of starting a second one. `generation` counts the key's
+    earlier lives: a key reused after it expired names a new run (generation 0 keeps the original ids)."""
+    material = f"{tenant_id}\x00{session_id}\x00{idempotency_key}"
+    if generation:
+        material += f"\x00{generation}"
+    digest = hashlib.sha256(material.encode()).hexdigest()
     return f"run_{digest[:32]}"
 
 
@@ -232,6 +240,8 @@ class Gateway:
     clock: Callable[[], datetime] = utc_now
     ids: Callable[[str], str] = field(default=new_id)
     catalog: Callable[[], AgentCatalog] = load_catalog
+    #: How long an Idempotency-Key lives (the guard's TTL): a run older than this no longer answers its key.
+    idempotency_ttl: timedelta = timedelta(hours=24)
 
     @property
     def scheduler(self) -> SessionScheduler:
@@ -313,10 +323,11 @@ class Gateway:
         moment it gets the 202, whatever the orchestrator is doing."""
         session = self.session_of(principal, session_id)
         now = self.clock()
-        run_id = (
-            idempotent_run_id(principal.tenant_id, session_id, idempotency_key) if idempotency_key else self.ids("run")
+        run_id, existing = (
+            self._run_of_key(principal.tenant_id, session_id, idempotency_key, now)
+            if idempotency_key
+            else (self.ids("run"), None)
         )
-        existing = self.read_model.get_run(principal.tenant_id, run_id) if idempotency_key else None
         if existing is not None:
             if existing.session_id != session_id:
                 raise problems.conflict("this Idempotency-Key was already used for another session")
@@ -367,6 +378,18 @@ class Gateway:
         # If the next run cannot be published either, the next submit takes over the session.
         with contextlib.suppress(PublishError):
             self.scheduler.release(run.tenant_id, run.session_id, run.run_id)
+
+    def _run_of_key(
+        self, tenant_id: str, session_id: str, idempotency_key: str, now: datetime
+    ) -> tuple[str, RunRecord | None]:
+        """The run this key names now, and its record if it was already created in the key's current life.
+        Runs the key named in lives that have expired are skipped (their records outlive the key)."""
+        for generation in range(MAX_KEY_GENERATIONS):
+            run_id = idempotent_run_id(tenant_id, session_id, idempotency_key, generation)
+            existing = self.read_model.get_run(tenant_id, run_id)
+            if existing is None or existing.created_at + self.idempotency_ttl > now:
+                return run_id, existing
+        raise problems.conflict("this Idempotency-Key was reused too many times; use a new key")
 
     def run_of(self, principal: Principal, run_id: str) -> RunRecord:
         run = self.read_model.get_run(principal.tenant_id, run_id)

@@ -241,6 +241,26 @@ def test_idempotency_key_does_not_republish_a_started_run(http, key_a, publisher
     assert len(publisher.events) == 1
 
 
+def test_an_idempotency_key_reused_after_it_expired_starts_a_new_run(http, key_a, deps):
+    from datetime import UTC, datetime, timedelta
+
+    session_id = open_session(http, key_a)
+    path = f"/v1/sessions/{session_id}/messages"
+    headers = {"Idempotency-Key": "daily-report"}
+    first = http.post(path, api_key=key_a, json_body={"content": "report"}, headers=headers)
+    # A day and an hour later the key has expired (24 h): the same key and body are a new request.
+    later = datetime.now(UTC) + timedelta(hours=25)
+    deps.idempotency.clock = deps.gateway.clock = lambda: later
+    second = http.post(path, api_key=key_a, json_body={"content": "report"}, headers=headers, query="on_busy=enqueue")
+    again = http.post(path, api_key=key_a, json_body={"content": "report"}, headers=headers, query="on_busy=enqueue")
+
+    assert first.status == second.status == again.status == 202
+    assert second.body["run_id"] != first.body["run_id"]
+    assert second.header("idempotent-replayed") is None
+    assert again.body["run_id"] == second.body["run_id"]  # and the key's new life replays its new run
+    assert again.header("idempotent-replayed") == "true"
+
+
 def test_idempotency_key_with_another_body_is_422(http, key_a, publisher):
     session_id = open_session(http, key_a)
     path = f"/v1/sessions/{session_id}/messages"
