@@ -60,10 +60,13 @@ def test_provisioned_topology_matches_the_manifests(local_stack: LocalStack, aws
 
             patterns = manifest.event_patterns(consumer)
             assert len(queue.rule_names) == len(patterns)
+            # AWS services' events (the watchdog's) come on the account's default bus, agentwire's on its own.
+            rules_bus = consumer.event_bus or topology.bus_name
+            assert queue.rules_bus == consumer.event_bus
             for rule_name, pattern in zip(queue.rule_names, patterns, strict=True):
-                rule = aws("events").describe_rule(Name=rule_name, EventBusName=topology.bus_name)
+                rule = aws("events").describe_rule(Name=rule_name, EventBusName=rules_bus)
                 assert json.loads(rule["EventPattern"]) == pattern
-                targets = aws("events").list_targets_by_rule(Rule=rule_name, EventBusName=topology.bus_name)
+                targets = aws("events").list_targets_by_rule(Rule=rule_name, EventBusName=rules_bus)
                 assert [target["Arn"] for target in targets["Targets"]] == [queue.queue_arn]
 
         for table in manifest.tables:
