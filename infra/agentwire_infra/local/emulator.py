@@ -10,16 +10,20 @@ listing moto's package folder on every request.
 from __future__ import annotations
 
 import argparse
+import bisect
 import functools
 import json
 import logging
+import operator
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -463,8 +467,9 @@ def query_only_the_partition() -> None:
         if partition is None:
             items: list[Any] = []
         elif self.range_key_attr:
-            items = sorted(partition.values(), key=lambda item: item.range_key)
-            items = first_page_candidates(items, arguments)
+            order = range_order(self.range_key_type)
+            pairs = sorted(((order(key), item) for key, item in partition.items()), key=operator.itemgetter(0))
+            items = query_candidates([key for key, _ in pairs], [item for _, item in pairs], arguments, order)
         else:
             items = [partition]
         self.all_items = lambda: items
@@ -476,25 +481,77 @@ def query_only_the_partition() -> None:
     Table.query = query_partition  # type: ignore[method-assign]
 
 
-def first_page_candidates(ordered: list[Any], arguments: dict[str, Any]) -> list[Any]:
-    """The items moto's Query can reach on a first page with a Limit: the first `limit` that meet the key
-    condition in the scan's direction, plus the item after them (moto sets LastEvaluatedKey when it sees
-    one more item, matching or not). A newest-first read of a long transcript then costs its page, not the
-    partition, as on DynamoDB. Other queries (no Limit, a later page, legacy QueryFilter) get every item."""
-    limit = arguments.get("limit")
-    if not limit or arguments.get("exclusive_start_key") or arguments.get("filter_kwargs"):
+def range_order(range_key_type: str | None) -> Callable[[Any], Any]:
+    """A range key (`DynamoType`) as a plain value in DynamoDB's order, computed once per key.
+
+    Sorting by the `DynamoType` itself compares through `cast_value` (half a dozen type checks) on both
+    sides of every comparison: sorting a 10,000-message transcript took ~150 ms per Query. A string orders
+    as DynamoDB does (code point order is UTF-8 byte order), a number by its Decimal; other types keep
+    moto's own cast."""
+    if range_key_type == "S":
+        return lambda key: key.value
+    if range_key_type == "N":
+        return lambda key: Decimal(key.value)
+    return lambda key: key.cast_value
+
+
+def key_condition_bounds(keys: list[Any], comparison: str | None, values: list[Any]) -> tuple[int, int] | None:
+    """The slice of the sorted `keys` that meets a key condition, found by binary search as DynamoDB seeks
+    its index; None for a condition it cannot seek (moto then checks each item)."""
+    if not comparison:
+        return 0, len(keys)
+    try:
+        if comparison in ("EQ", "="):
+            return bisect.bisect_left(keys, values[0]), bisect.bisect_right(keys, values[0])
+        if comparison in ("LT", "<"):
+            return 0, bisect.bisect_left(keys, values[0])
+        if comparison in ("LE", "<="):
+            return 0, bisect.bisect_right(keys, values[0])
+        if comparison in ("GT", ">"):
+            return bisect.bisect_right(keys, values[0]), len(keys)
+        if comparison in ("GE", ">="):
+            return bisect.bisect_left(keys, values[0]), len(keys)
+        if comparison == "BETWEEN":
+            low = bisect.bisect_left(keys, values[0])
+            return low, max(low, bisect.bisect_right(keys, values[1]))
+        if comparison == "BEGINS_WITH" and isinstance(values[0], str) and values[0]:
+            # Every key that starts with p lies in [p, p with its last character raised by one).
+            prefix = values[0]
+            if ord(prefix[-1]) < sys.maxunicode:
+                upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+                return bisect.bisect_left(keys, prefix), bisect.bisect_left(keys, upper)
+    except TypeError:  # a condition value of another type than the key: moto answers with its own error
+        return None
+    return None
+
+
+def query_candidates(
+    keys: list[Any], ordered: list[Any], arguments: dict[str, Any], order: Callable[[Any], Any]
+) -> list[Any]:
+    """The items of a partition (sorted; `keys` are their range keys in `order`) that moto's Query can
+    reach, found by binary search as DynamoDB seeks its index, so a read costs its page, not the partition.
+
+    moto walks its candidates in the scan's direction, skips what fails the key condition (without
+    counting it as scanned) and, once it holds `limit` results, sets LastEvaluatedKey on seeing one more
+    item, matching or not. So it gets: on a first page with a Limit, the first `limit` items in the
+    condition's range in the scan's direction plus the item after them; on any other Query, the range plus
+    its neighbour on either side. A legacy QueryFilter, or a condition that cannot be sought, gets every item.
+    """
+    if arguments.get("filter_kwargs"):
         return ordered
-    comparison, values = arguments.get("range_comparison"), arguments.get("range_objs") or []
-    sequence = ordered if arguments.get("scan_index_forward") is not False else list(reversed(ordered))
-    picked: list[Any] = []
-    for item in sequence:
-        if len(picked) == limit:
-            picked.append(item)
-            break
-        if comparison and not item.range_key.compare(comparison, values):
-            continue
-        picked.append(item)
-    return sorted(picked, key=lambda item: item.range_key)
+    values = [order(value) for value in arguments.get("range_objs") or []]
+    bounds = key_condition_bounds(keys, arguments.get("range_comparison"), values)
+    if bounds is None:
+        return ordered
+    low, high = bounds
+    limit = arguments.get("limit")
+    if not limit or arguments.get("exclusive_start_key"):
+        return ordered[max(low - 1, 0) : high + 1]
+    if arguments.get("scan_index_forward") is not False:
+        stop = min(high, low + limit)
+        return ordered[low : stop + 1 if stop - low == limit else stop]
+    start = max(low, high - limit)
+    return ordered[start - 1 if high - start == limit and start > 0 else start : high]
 
 
 def memoize_method_names() -> None:
