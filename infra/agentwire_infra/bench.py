@@ -13,6 +13,7 @@ load the emulator the benchmark measures); latencies come from Step Functions' e
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import threading
 import time
@@ -196,6 +197,38 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
+# -- where the CPU goes ------------------------------------------------------------------------------
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far, from /proc; None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command name: state is field 3 of stat(5), so utime (14) and stime (15) are at 11 and 12.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stack_processes(stack: LocalStack) -> dict[str, list[int]]:
+    """The stack's processes by role: the emulator and each service's workers (the bench's own is 'client')."""
+    roles: dict[str, list[int]] = {"client": [os.getpid()]}
+    if stack.emulator is not None:
+        roles["emulator"] = [stack.emulator.process.pid]
+    for worker in stack.workers.values():
+        roles.setdefault(worker.service, []).append(worker.process.pid)
+    return roles
+
+
+def cpu_snapshot(roles: dict[str, list[int]]) -> dict[str, float]:
+    return {role: sum(process_cpu_s(pid) or 0.0 for pid in pids) for role, pids in roles.items()}
+
+
+def cpu_per_run(before: dict[str, float], after: dict[str, float], runs: int) -> dict[str, float]:
+    """CPU seconds each role spent per run while the measured runs were going on."""
+    return {role: round((after[role] - before.get(role, 0.0)) / max(runs, 1), 4) for role in sorted(after)}
+
+
 # -- the run -----------------------------------------------------------------------------------------
 
 
@@ -258,6 +291,8 @@ class BenchResult:
     model_turns: int
     tool_calls: int
     hop_p50_ms_by_state: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds per run by process role (emulator, each service, the bench client), from /proc.
+    cpu_s_per_run: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
 
@@ -289,6 +324,8 @@ def run_bench(
             for _ in range(warmup_runs):
                 run_id, execution = _one_run(clients[0], watcher, timeout_s)
                 out(f"warm-up run {run_id}: {execution['status'] if execution else 'timed out'}")
+            roles = stack_processes(stack)
+            cpu_before = cpu_snapshot(roles)
             started = time.time()
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 futures = [
@@ -296,6 +333,7 @@ def run_bench(
                 ]
                 finished = [future.result() for future in futures]
             observed_end = time.time()
+            cpu_after = cpu_snapshot(roles)
     finally:
         for client in clients:
             client.close()
@@ -341,6 +379,7 @@ def run_bench(
         model_turns=sum(1 for hop in hops if hop.state == "CallModel"),
         tool_calls=sum(1 for hop in hops if hop.state == "InvokeTool"),
         hop_p50_ms_by_state={state: round(percentile(values, 0.5), 1) for state, values in sorted(by_state.items())},
+        cpu_s_per_run=cpu_per_run(cpu_before, cpu_after, runs),
         failures=failures[:20],
     )
 
@@ -363,5 +402,18 @@ def format_result(result: BenchResult) -> str:
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines.append("hop p50 by state: " + ", ".join(f"{s} {v:.1f} ms" for s, v in result.hop_p50_ms_by_state.items()))
+    if result.cpu_s_per_run:
+        total = sum(result.cpu_s_per_run.values())
+        lines.append(
+            f"CPU per run: {total:.2f} s in all, "
+            + ", ".join(f"{role} {seconds:.3f} s" for role, seconds in result.cpu_s_per_run.items())
+        )
+        emulator = result.cpu_s_per_run.get("emulator")
+        if emulator:
+            # The emulator is one Python process: its GIL lets it use one core at the most.
+            lines.append(
+                f"ceilings: the emulator on one core {1 / emulator:.2f} runs/s; "
+                f"everything on {os.cpu_count()} cores {(os.cpu_count() or 1) / total:.2f} runs/s"
+            )
     lines.extend(f"  failed: {failure}" for failure in result.failures)
     return "\n".join(lines)
