@@ -5,9 +5,12 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.9
+# uv from PATH if there is one; else the project's own copy in .bootstrap/, installed by pip with --target:
+# that never touches the system Python (Debian's refuses pip installs, PEP 668) and needs no venv module.
+BOOTSTRAP_DIR := $(CURDIR)/.bootstrap
 UV := $(shell command -v uv 2>/dev/null)
 ifeq ($(UV),)
-UV := $(PYTHON) -m uv
+UV := $(BOOTSTRAP_DIR)/bin/uv
 endif
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
@@ -23,7 +26,8 @@ help:
 	@echo "make deploy SERVICE=llm | make deploy-all   deploy with the CDK CLI"
 
 bootstrap:
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check \
+		--target "$(BOOTSTRAP_DIR)" "uv==$(UV_VERSION)"
 
 install: bootstrap
 	@$(UV) sync --frozen --all-packages --quiet
@@ -76,4 +80,4 @@ deploy-all: install infra/node_modules
 	cd infra && npx cdk deploy --all --require-approval never --app "$(CDK_APP)"
 
 clean:
-	rm -rf .agentwire cdk.out build .mypy_cache .ruff_cache
+	rm -rf .agentwire cdk.out build .mypy_cache .ruff_cache .bootstrap

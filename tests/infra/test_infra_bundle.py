@@ -60,14 +60,26 @@ def test_uv_on_path_is_used(fake_uv: tuple[Path, Path]) -> None:
     assert bundle.uv_command() == [str(uv)]
 
 
-def test_without_uv_on_path_the_module_of_this_interpreter_runs_it(
+def test_without_uv_on_path_the_uv_running_us_then_the_bootstrap_copy_then_the_module_runs_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # What the Makefile does when `command -v uv` finds nothing: `$(PYTHON) -m uv`.
+    # What the Makefile does when `command -v uv` finds nothing: `.bootstrap/bin/uv` (pip --target).
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
+    running = tmp_path / "running-uv"
+    running.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("UV", str(running))
+    assert bundle.uv_command() == [str(running)]
+
+    monkeypatch.delenv("UV")
+    root = tmp_path / "repo"
+    monkeypatch.setattr(bundle, "REPO_ROOT", root)
     assert bundle.uv_command() == [sys.executable, "-m", "uv"]
+    bootstrapped = root / ".bootstrap" / "bin" / "uv"
+    bootstrapped.parent.mkdir(parents=True)
+    bootstrapped.write_text("#!/bin/sh\n")
+    assert bundle.uv_command() == [str(bootstrapped)]
 
 
 def test_build_bundle_runs_uv_export_then_pip_install_for_lambda(tmp_path: Path, fake_uv: tuple[Path, Path]) -> None:

@@ -13,6 +13,7 @@ the asset is tiny and needs no network — for tests and quick synths, never for
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -48,10 +49,19 @@ def bundle_dir(service: str, root: Path | None = None) -> Path:
 
 
 def uv_command() -> list[str]:
-    """How to run uv, found the way the Makefile finds it: `uv` on PATH, else `python -m uv` (the Makefile
-    bootstraps uv with pip when it is missing, which installs the module but may not put it on PATH)."""
+    """How to run uv, found the way the Makefile finds it: `uv` on PATH; else the uv running this process
+    (`uv run` sets UV); else the project's bootstrap copy (`.bootstrap/bin/uv`, where `make` installs uv
+    with pip when PATH has none); else `python -m uv`."""
     found = shutil.which("uv")
-    return [found] if found else [sys.executable, "-m", "uv"]
+    if found:
+        return [found]
+    running = os.environ.get("UV")
+    if running and Path(running).is_file():
+        return [running]
+    bootstrapped = REPO_ROOT / ".bootstrap" / "bin" / "uv"
+    if bootstrapped.is_file():
+        return [str(bootstrapped)]
+    return [sys.executable, "-m", "uv"]
 
 
 def build_bundle(service: str, root: Path | None = None, uv: Sequence[str] | None = None) -> Path:
