@@ -74,7 +74,7 @@ synth: install
 
 deploy: install infra/node_modules
 	@test -n "$(SERVICE)" || (echo "usage: make deploy SERVICE=bus|memory|tools|llm|orchestrator|gateway" && exit 2)
-	cd infra && npx cdk deploy agentwire-$(SERVICE) --app "$(CDK_APP)"
+	cd infra && npx cdk deploy agentwire-$(SERVICE) --exclusively --app "$(CDK_APP)"
 
 deploy-all: install infra/node_modules
 	cd infra && npx cdk deploy --all --require-approval never --app "$(CDK_APP)"

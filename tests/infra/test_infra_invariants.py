@@ -364,3 +364,41 @@ def test_every_dlq_and_function_is_alarmed(synthesized):
         m: sum(1 for a in alarms.values() if a["Properties"].get("MetricName") == m) for m in ("Errors", "Throttles")
     }
     assert by_metric == {"Errors": _function_count(), "Throttles": _function_count()}
+
+
+def test_a_reserved_function_is_never_invoked_by_its_queue_past_its_reservation(synthesized):
+    """Lambda's SQS pollers would otherwise invoke past the reservation: each throttled batch goes back hidden
+    for the whole visibility timeout and counts as a receive towards the DLQ."""
+    functions = synthesized.resources(type_="AWS::Lambda::Function")
+    reserved = {
+        key: resource["Properties"]["ReservedConcurrentExecutions"]
+        for key, resource in functions.items()
+        if "ReservedConcurrentExecutions" in resource["Properties"]
+    }
+    assert reserved, "some function has reserved concurrency (llm's protects the providers' limits)"
+    checked = 0
+    for key, mapping in synthesized.resources(type_="AWS::Lambda::EventSourceMapping").items():
+        stack = key.split("/")[0]
+        function_key = f"{stack}/{mapping['Properties']['FunctionName']['Ref']}"
+        maximum = mapping["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency")
+        if function_key in reserved:
+            assert maximum is not None and 2 <= maximum <= reserved[function_key], key
+            checked += 1
+        else:
+            assert maximum is None, key
+    assert checked == len(reserved)
+
+
+def test_first_deploy_order_is_declared_without_coupling_the_stacks(synthesized):
+    """`cdk deploy --all` follows the documented first-deployment order: the bus, the workers, the
+    orchestrator, the gateway. Only the assembly orders them: no template imports another's export."""
+    app = synthesized.app
+    manifest = json.loads((synthesized.out / "manifest.json").read_text())
+    depends = {name: set(artifact.get("dependencies", [])) for name, artifact in manifest["artifacts"].items()}
+    bus = app.bus.artifact_id
+    for service, stack in app.services.items():
+        assert bus in depends[stack.artifact_id], service
+    orchestrator = app.services["orchestrator"].artifact_id
+    assert {app.services[s].artifact_id for s in ("memory", "tools", "llm")} <= depends[orchestrator]
+    assert orchestrator in depends[app.services["gateway"].artifact_id]
+    assert not depends[bus] & {stack.artifact_id for stack in app.services.values()}

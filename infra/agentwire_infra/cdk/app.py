@@ -70,11 +70,30 @@ def build(app: App, settings: AppSettings | None = None) -> AgentwireApp:
         )
         Tags.of(stack).add("agentwire:service", service)
         result.services[service] = stack
+    add_deploy_order(result)
     if settings.nag:
         Validations.of(app).add_plugins(
             AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True), ServerlessChecks(app)
         )
     return result
+
+
+#: Who must be deployed before whom on a first `cdk deploy --all`: the bus writes the SSM parameters every
+#: service reads; the orchestrator's requests need their consumers; the gateway's runs need the orchestrator.
+DEPLOY_AFTER: dict[str, tuple[str, ...]] = {
+    "orchestrator": ("memory", "tools", "llm"),
+    "gateway": ("orchestrator",),
+}
+
+
+def add_deploy_order(result: AgentwireApp) -> None:
+    """Deployment order only (the assembly's stack dependencies): no CloudFormation export or import, so
+    each stack still updates and rolls back on its own (`make deploy` passes `--exclusively`)."""
+    for service, stack in result.services.items():
+        stack.add_dependency(result.bus, "the bus stack writes the SSM parameters this stack reads")
+        for earlier in DEPLOY_AFTER.get(service, ()):
+            if earlier in result.services:
+                stack.add_dependency(result.services[earlier], f"{service} publishes events {earlier} consumes")
 
 
 def main() -> None:

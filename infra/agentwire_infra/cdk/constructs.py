@@ -236,7 +236,15 @@ class QueueConsumer(Construct):
         )
         self.function = self.handler.function
         self.function.add_event_source(
-            sources.SqsEventSource(self.queue, batch_size=consumer.batch_size, report_batch_item_failures=True)
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=consumer.batch_size,
+                report_batch_item_failures=True,
+                # With reserved concurrency, Lambda's pollers would otherwise invoke past it: each throttled
+                # batch goes back hidden for the whole visibility timeout (longer than the run's step waits)
+                # and counts as a receive towards the DLQ. Bounded, the pollers leave the rest queued.
+                max_concurrency=consumer.reserved_concurrency,
+            )
         )
         for mapping in self.function.node.children:
             if isinstance(mapping, lambda_.EventSourceMapping):
