@@ -12,6 +12,7 @@ from agentwire_contracts.envelope import Event
 from agentwire_contracts.events.memory import MemoryContextRequested
 from agentwire_contracts.events.run import RunRequested
 from agentwire_contracts.manifest import bus_name, state_machine_name
+from agentwire_contracts.names import DetailType
 from agentwire_contracts.publish import EventPublisher
 from agentwire_infra.local.client import GatewayClient, wait_until
 from agentwire_infra.local.provision import load_manifests
@@ -117,7 +118,7 @@ def test_a_poison_message_ends_in_the_dlq_after_max_receive_count(local_stack: L
 
 
 def test_a_duplicate_run_requested_starts_exactly_one_execution(
-    local_stack: LocalStack, aws: Any, api: GatewayClient
+    local_stack: LocalStack, aws: Any, api: GatewayClient, capture_events: Any
 ) -> None:
     assert local_stack.topology is not None
     session_id = api.create_session()
@@ -130,18 +131,25 @@ def test_a_duplicate_run_requested_starts_exactly_one_execution(
         run_id=run_id,
     )
     bus = publisher(local_stack, aws)
-    bus.publish_one(event)
-    bus.publish_one(event)
     machine = local_stack.topology.state_machine_arn
-
-    def succeeded() -> list[dict[str, Any]] | None:
-        executions = executions_named(aws, machine, run_id)
-        return executions if any(e["status"] == "SUCCEEDED" for e in executions) else None
-
-    wait_until(succeeded, timeout_s=60, what=f"execution {run_id} succeeded")
     starter = local_stack.topology.queue("orchestrator", "starter")
-    wait_until(lambda: queue_depth(aws, starter.queue_url) == 0, timeout_s=30, what="the starter queue drained")
+    with capture_events([DetailType.RUN_STARTED, DetailType.RUN_FAILED, DetailType.RUN_COMPLETED]) as events_of:
+        bus.publish_one(event)
+        bus.publish_one(event)
+
+        def succeeded() -> list[dict[str, Any]] | None:
+            executions = executions_named(aws, machine, run_id)
+            return executions if any(e["status"] == "SUCCEEDED" for e in executions) else None
+
+        wait_until(succeeded, timeout_s=60, what=f"execution {run_id} succeeded")
+        wait_until(lambda: queue_depth(aws, starter.queue_url) == 0, timeout_s=30, what="the starter queue drained")
+        events_of(run_id, count=2)  # started, then completed
+        published = [e["detail-type"] for e in events_of(run_id, count=2)]  # one more receive: any late extra
     assert len(executions_named(aws, machine, run_id)) == 1
+    # The duplicate was acknowledged, not failed: nothing but one start and one completion, nothing in the DLQ.
+    assert sorted(published) == sorted([DetailType.RUN_STARTED, DetailType.RUN_COMPLETED])
+    dead = aws("sqs").receive_message(QueueUrl=starter.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+    assert not [m for m in dead.get("Messages", []) if run_id in m["Body"]]
 
 
 def test_a_redelivered_memory_append_is_written_once(local_stack: LocalStack, aws: Any, api: GatewayClient) -> None:
