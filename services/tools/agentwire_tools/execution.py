@@ -12,10 +12,12 @@ import json
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from agentwire_contracts import telemetry
 from agentwire_contracts.content import PayloadRef
 from pydantic import BaseModel, ValidationError
 
@@ -127,14 +129,41 @@ def execute(
         return finish(timeout_message(tool, limit_s), Outcome.TIMEOUT)
     except Exception as exc:
         # A bug in the tool (or a result that cannot be rendered): the model learns the call failed and
-        # why in one line; operators get the traceback (never the input, which may hold user data).
-        logger.exception("tool %s crashed", name)
+        # why in one line; operators get the traceback, without the content it may quote (`crash_report`).
+        logger.error("tool %s crashed\n%s", name, crash_report(exc))
         return finish(f"Tool {name} failed: {type(exc).__name__}: {exc}", Outcome.CRASHED, cap=tool.max_output_chars)
     return finish(content, Outcome.OK, cap=tool.max_output_chars, untrusted_from=tool)
 
 
 class DeadlineExceeded(Exception):
     pass
+
+
+#: Stands in for an exception's message in the log while content recording is off.
+MESSAGE_WITHHELD = "<message withheld: content recording is off>"
+
+
+def crash_report(exc: BaseException) -> str:
+    """A crashed tool's traceback for the log: every frame and exception type of the chain, but the messages
+    only under the content rule of spans (recording on, then redacted). A message often quotes the input or
+    output (`KeyError: 'alice@example.com'`, `ValueError: invalid literal for int(): 'hunter2'`); the frames
+    show source lines, never values."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    recording = telemetry.content_recording_enabled()
+    parts = []
+    for error in reversed(chain):  # the first cause first, as Python prints it
+        kind = type(error)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        message = MESSAGE_WITHHELD
+        if recording:
+            message = telemetry.truncate(telemetry.redact(str(error)), telemetry.MAX_CONTENT_CHARS)
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        parts.append(f"Traceback (most recent call last):\n{frames}{name}: {message}")
+    return "\n\nwhich led to\n\n".join(parts)
 
 
 def timeout_message(tool: Tool[Any], limit_s: float) -> str:

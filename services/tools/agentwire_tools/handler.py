@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -141,7 +142,7 @@ def _executed(
 
 
 def _log_and_measure(request: Event[Any], completed: ToolInvocationCompleted) -> None:
-    # Tool inputs may hold user data: name, ids and outcome at INFO, the input itself only at DEBUG.
+    # Tool inputs may hold user data: name, ids and outcome at INFO; the input only as `_log_content` allows.
     logger.info(
         "tool call answered",
         extra={
@@ -152,7 +153,7 @@ def _log_and_measure(request: Event[Any], completed: ToolInvocationCompleted) ->
             "duration_ms": completed.duration_ms,
         },
     )
-    logger.debug("tool call input", extra={"tool_input": request.data.tool_call.input})
+    _log_content("tool call input", tool_input=request.data.tool_call.input)
     # One EMF blob per call so the `tool` dimension does not leak onto the batch's other metrics.
     for name, unit, value in (
         ("ToolCalls", MetricUnit.Count, 1.0),
@@ -162,6 +163,19 @@ def _log_and_measure(request: Event[Any], completed: ToolInvocationCompleted) ->
         with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
             metric.add_dimension(name="service", value=SERVICE)
             metric.add_dimension(name="tool", value=completed.tool_name)
+
+
+def _log_content(message: str, **content: Any) -> None:
+    """Tool content (input, output) at DEBUG under the rule spans follow: nothing unless the operator turned
+    content recording on (`AGENTWIRE_TELEMETRY_RECORD_CONTENT`), and then redacted and truncated. A DEBUG
+    log level alone is not consent: it is turned on to chase bugs, and logs are kept and read more widely
+    than traces."""
+    # The Powertools logger's own stdlib logger (its proxy hides `isEnabledFor` from the type checker).
+    if not logging.getLogger(logger.name).isEnabledFor(logging.DEBUG):
+        return  # spare every call the JSON dump and the redaction patterns
+    recorded = telemetry.content_attributes(content)
+    if recorded:
+        logger.debug(message, extra=recorded)
 
 
 def load_envelope(body: str) -> dict[str, Any]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
 import pytest
+from agentwire_contracts import telemetry
 from agentwire_tools.builtins import builtin_tools
-from agentwire_tools.execution import CallUnavailable, Outcome, execute, truncate
+from agentwire_tools.execution import MESSAGE_WITHHELD, CallUnavailable, Outcome, execute, truncate
 from agentwire_tools.registry import SideEffect, Tool, ToolError, ToolRegistry, ToolUnavailable
 from pydantic import BaseModel, Field
 from tools_testkit import EchoInput, SlowInput
@@ -113,6 +115,43 @@ def test_tools_execution_turns_a_crash_into_an_error_result() -> None:
     outcome = execute(registry_with(crashing), "crashy", {"text": "hi"})
     assert outcome.is_error and outcome.outcome is Outcome.CRASHED
     assert outcome.content == "Tool crashy failed: KeyError: 'missing'"
+
+
+def _crash_quoting_the_input(call: EchoInput) -> str:
+    try:
+        int(call.text)
+    except ValueError as exc:
+        raise RuntimeError(f"could not parse {call.text!r}") from exc
+    return call.text
+
+
+@pytest.mark.parametrize("recording", [False, True])
+def test_tools_execution_logs_a_crash_without_the_content_its_messages_quote(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, recording: bool
+) -> None:
+    """The traceback reaches the operator; the messages (here quoting the input, in the crash and its cause)
+    only under the content-recording rule, and then redacted."""
+    for name in (telemetry.ENV_RECORD_CONTENT, telemetry.ENV_GENAI_CAPTURE_CONTENT):
+        monkeypatch.delenv(name, raising=False)
+    if recording:
+        monkeypatch.setenv(telemetry.ENV_RECORD_CONTENT, "true")
+    crashing = Tool(
+        untrusted_output=False, name="parse", description="d", input_model=EchoInput, run=_crash_quoting_the_input
+    )
+    with caplog.at_level(logging.DEBUG, logger="agentwire_tools.execution"):
+        outcome = execute(registry_with(crashing), "parse", {"text": "password=hunter2 Zebediah"})
+
+    assert outcome.outcome is Outcome.CRASHED
+    [record] = [r for r in caplog.records if r.name == "agentwire_tools.execution"]
+    logged = record.getMessage() + (record.exc_text or "")
+    assert record.levelno == logging.ERROR and record.exc_info is None  # no traceback with messages attached
+    assert "tool parse crashed" in logged and "_crash_quoting_the_input" in logged  # the frames are there
+    assert "ValueError: " in logged and "RuntimeError: " in logged  # the cause, then the crash
+    assert "hunter2" not in logged
+    if recording:
+        assert "password=[REDACTED]" in logged and "Zebediah" in logged
+    else:
+        assert logged.count(MESSAGE_WITHHELD) == 2 and "Zebediah" not in logged
 
 
 def _down(call: EchoInput) -> str:

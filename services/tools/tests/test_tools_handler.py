@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from agentwire_contracts import testing
+from agentwire_contracts import telemetry, testing
 from agentwire_contracts.events.tool import ToolInvocationRequested
 from agentwire_contracts.names import DetailType
 from agentwire_contracts.parsing import parse_detail
@@ -245,6 +246,61 @@ def test_tools_handler_keeps_tool_input_out_of_info_logs(
     assert answered and answered[0]["correlation_id"] == request.metadata.run_id
     assert answered[0]["tenant_id"] == "tenant-a" and answered[0]["tool_name"] == "echo"
     assert not any(secret in json.dumps(line) for line in logs)
+
+
+@pytest.fixture
+def debug_log_lines(log_lines: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The handler's log at DEBUG, with content recording off unless a test turns it on."""
+    for name in (telemetry.ENV_RECORD_CONTENT, telemetry.ENV_GENAI_CAPTURE_CONTENT):
+        monkeypatch.delenv(name, raising=False)
+    previous = handler.logger.log_level
+    handler.logger.setLevel(logging.DEBUG)
+    yield log_lines
+    handler.logger.setLevel(previous)
+
+
+#: Looks like an Anthropic API key to `telemetry.redact`.
+SECRET = "sk-ant-api03-Zq7xV2mN9pL4kR8sT1wY6bH3"
+
+
+def test_tools_handler_logs_no_tool_input_at_debug_while_content_recording_is_off(
+    bus: Bus, lambda_context: LambdaContextStub, debug_log_lines: io.StringIO
+) -> None:
+    request = invocation_request("echo", {"text": f"Zebediah says {SECRET}"})
+    handler.lambda_handler(sqs_event(eventbridge_body(request)), lambda_context)
+
+    text = debug_log_lines.getvalue()
+    logs = [json.loads(line) for line in text.splitlines()]
+    assert [line["message"] for line in logs if line["message"] == "tool call answered"]  # the log was captured
+    assert handler.logger.isEnabledFor(logging.DEBUG)  # a DEBUG level alone does not let content in
+    assert not [line for line in logs if line["message"] == "tool call input"]
+    assert "Zebediah" not in text and SECRET not in text  # neither the input nor the echoed output
+
+
+def test_tools_handler_logs_tool_input_redacted_when_content_recording_is_on(
+    bus: Bus, lambda_context: LambdaContextStub, debug_log_lines: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(telemetry.ENV_RECORD_CONTENT, "true")
+    request = invocation_request("echo", {"text": f"Zebediah says {SECRET}", "note": "password=hunter2"})
+    handler.lambda_handler(sqs_event(eventbridge_body(request)), lambda_context)
+
+    text = debug_log_lines.getvalue()
+    [logged] = [json.loads(line) for line in text.splitlines() if json.loads(line)["message"] == "tool call input"]
+    assert logged["level"] == "DEBUG" and logged["correlation_id"] == request.metadata.run_id
+    # Redacted JSON text (not re-parsed: `redact` may eat a closing quote after `password=...`).
+    assert '"text": "Zebediah says [REDACTED]"' in logged["tool_input"]
+    assert '"note": "password=[REDACTED]' in logged["tool_input"]
+    assert SECRET not in text and "hunter2" not in text
+
+
+def test_tools_handler_logs_no_tool_input_at_info_even_when_content_recording_is_on(
+    bus: Bus, lambda_context: LambdaContextStub, log_lines: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(telemetry.ENV_RECORD_CONTENT, "true")
+    handler.lambda_handler(
+        sqs_event(eventbridge_body(invocation_request("echo", {"text": "Zebediah"}))), lambda_context
+    )
+    assert "tool call answered" in log_lines.getvalue() and "Zebediah" not in log_lines.getvalue()
 
 
 @mock_aws

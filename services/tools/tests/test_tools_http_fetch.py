@@ -4,17 +4,28 @@ ever contacted). Blocking is tested on the real address checks, after resolution
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from agentwire_tools.builtins.http_fetch import HttpFetcher, HttpFetchPolicy, blocked_reason, http_fetch_tool
+from agentwire_tools.builtins import http_fetch
+from agentwire_tools.builtins.http_fetch import (
+    NAT64_WELL_KNOWN,
+    HttpFetcher,
+    HttpFetchPolicy,
+    blocked_reason,
+    http_fetch_tool,
+    system_resolver,
+)
 from agentwire_tools.context import CallContext
 from agentwire_tools.execution import Outcome, execute
 from agentwire_tools.registry import ToolError, ToolRegistry
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 
@@ -141,6 +152,11 @@ def test_tools_http_fetch_refuses(server: ThreadingHTTPServer, url: str, tenant:
         (["100.64.0.1"], "not a public"),
         (["0.0.0.0"], "unspecified"),
         ([PUBLIC, "10.0.0.5"], "private"),  # one bad answer is enough (DNS round robin)
+        (["2002:a9fe:a9fe::1"], "metadata"),  # 6to4 of 169.254.169.254
+        (["64:ff9b::a9fe:a9fe"], "metadata"),  # NAT64 of 169.254.169.254
+        (["2001:0:4136:e378:8000:63bf:80ff:fffe"], "loopback"),  # Teredo, client 127.0.0.1
+        ([PUBLIC, "::10.0.0.1"], "private"),  # IPv4-compatible
+        (["fec0::1"], "site-local"),
     ],
 )
 def test_tools_http_fetch_blocks_internal_addresses_after_resolution(
@@ -155,6 +171,181 @@ def test_tools_http_fetch_blocks_internal_addresses_after_resolution(
 def test_tools_http_fetch_blocks_ip_literals_too() -> None:
     assert blocked_reason("169.254.169.254") == "a cloud metadata address"
     assert blocked_reason(PUBLIC) is None
+
+
+def test_tools_http_fetch_refuses_an_ip_literal_url_on_the_same_path(server: ThreadingHTTPServer) -> None:
+    """A literal host is resolved (to itself, by the real resolver) and checked like any DNS answer."""
+    dialed: list[str] = []
+
+    def connector(ip: str, port: int, timeout: float) -> socket.socket:
+        dialed.append(ip)
+        raise AssertionError(f"attempted to connect to {ip}")
+
+    anything = HttpFetcher(HttpFetchPolicy(allowlist={"*": ["*"]}), resolver=system_resolver, connector=connector)
+    with pytest.raises(ToolError, match=r"cloud metadata address \(169\.254\.169\.254 inside a 6to4"):
+        anything.fetch("http://[2002:a9fe:a9fe::1]/latest/meta-data/", "acme")
+    assert dialed == []
+
+
+def test_tools_http_fetch_judges_every_hop_with_blocked_reason(
+    server: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request and each redirect hop go through the one address check, once per DNS answer."""
+    judged: list[str] = []
+
+    def spy(address: str) -> str | None:
+        judged.append(address)
+        return blocked_reason(address)
+
+    monkeypatch.setattr(http_fetch, "blocked_reason", spy)
+    dns = public_dns()
+    result = fetcher(server, dns).fetch("http://docs.acme.test/to-page", "acme")
+    assert result["body"] == "hello, world ✓"
+    assert judged == [PUBLIC, PUBLIC]
+    with pytest.raises(ToolError, match="metadata"):
+        fetcher(server, dns).fetch("http://docs.acme.test/to-metadata", "acme")
+    assert judged[-2:] == [PUBLIC, "169.254.169.254"]
+
+
+# -- IPv6 addresses that embed an IPv4 address -------------------------------------------------------------
+#
+# Policy: an embedding is judged by the IPv4 address it carries. IPv4-mapped, 6to4 and NAT64 (64:ff9b::/96)
+# addresses lead to that IPv4 host (a dual-stack socket, a 6to4 relay, a NAT64 gateway), so one wrapping a
+# public IPv4 address is allowed. Teredo (2001::/32: a tunnel to a client behind NAT through a relay; not
+# globally reachable) and IPv4-compatible (::a.b.c.d, deprecated, in the reserved ::/8) are always refused.
+
+V4 = ipaddress.IPv4Address
+V6 = ipaddress.IPv6Address
+TEREDO_SERVER = V4("65.54.227.120")  # a public Teredo server
+
+
+def mapped(v: V4) -> V6:
+    return V6((0xFFFF << 32) | int(v))
+
+
+def sixtofour(v: V4) -> V6:
+    return V6((0x2002 << 112) | (int(v) << 80) | 1)
+
+
+def nat64(v: V4) -> V6:
+    return V6(int(NAT64_WELL_KNOWN.network_address) | int(v))
+
+
+def compatible(v: V4) -> V6:
+    return V6(int(v))
+
+
+def teredo(server: V4, client: V4) -> V6:
+    """2001:0:<server>:<flags>:<port ^ ffff>:<client ^ ffffffff> (RFC 4380)."""
+    return V6(
+        (0x2001_0000 << 96) | (int(server) << 64) | (0x8000 << 48) | (0xC0DE << 32) | (~int(client) & 0xFFFF_FFFF)
+    )
+
+
+def teredo_client(v: V4) -> V6:
+    return teredo(TEREDO_SERVER, v)
+
+
+def teredo_server(v: V4) -> V6:
+    return teredo(v, V4("8.8.4.4"))
+
+
+FORMS: dict[str, tuple[Callable[[V4], V6], str]] = {
+    "mapped": (mapped, "an IPv4-mapped address"),
+    "6to4": (sixtofour, "a 6to4 address"),
+    "nat64": (nat64, "a NAT64 address"),
+    "compatible": (compatible, "an IPv4-compatible address"),
+    "teredo-client": (teredo_client, "a Teredo address"),
+    "teredo-server": (teredo_server, "a Teredo address"),
+}
+INTERNAL = {
+    "127.0.0.1": "a loopback address",
+    "10.0.0.1": "a private address",
+    "169.254.169.254": "a cloud metadata address",
+}
+
+
+@pytest.mark.parametrize("inner", sorted(INTERNAL))
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_tools_http_fetch_an_embedded_internal_ipv4_is_blocked(form: str, inner: str) -> None:
+    wrap, name = FORMS[form]
+    address = str(wrap(V4(inner)))
+    assert blocked_reason(address) == f"{INTERNAL[inner]} ({inner} inside {name})"
+
+
+@pytest.mark.parametrize(
+    ("form", "allowed"),
+    [
+        ("mapped", True),  # the same host, over IPv4
+        ("6to4", True),  # the 6to4 site behind that public router
+        ("nat64", True),  # what DNS64 answers for a public IPv4-only host
+        ("compatible", False),
+        ("teredo-client", False),
+        ("teredo-server", False),
+    ],
+)
+def test_tools_http_fetch_an_embedded_public_ipv4_is_allowed_only_where_it_leads_to_that_host(
+    form: str, allowed: bool
+) -> None:
+    wrap, name = FORMS[form]
+    assert blocked_reason(str(wrap(V4("8.8.8.8")))) == (None if allowed else f"not a public address ({name})")
+
+
+def test_tools_http_fetch_teredo_decoding_matches_rfc_4380() -> None:
+    """The example of RFC 4380 §4: server 65.54.227.120, client 192.0.2.45 (documentation: blocked)."""
+    assert teredo(TEREDO_SERVER, V4("10.9.8.7")).teredo == (TEREDO_SERVER, V4("10.9.8.7"))  # the helper
+    assert V6("2001:0:4136:e378:8000:63bf:3fff:fdd2").teredo == (TEREDO_SERVER, V4("192.0.2.45"))
+    assert blocked_reason("2001:0:4136:e378:8000:63bf:3fff:fdd2") == (
+        "a private address (192.0.2.45 inside a Teredo address)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("fec0::1", "a site-local address"),  # deprecated, yet `is_global` on Python 3.11
+        ("fc00::1", "a private address"),  # unique-local fc00::/7
+        ("fd12:3456::1", "a private address"),
+        ("ff02::1", "a multicast address"),
+        ("ff0e::1", "a multicast address"),
+        ("::", "an unspecified address"),
+        ("::1", "a loopback address"),
+        ("fe80::1%eth0", "a link-local address"),
+        ("fd00:ec2::254%2", "a cloud metadata address"),  # the zone does not hide it
+        ("64:ff9b:1::a9fe:a9fe", "a reserved address"),  # local-use NAT64: where the IPv4 sits is site-specific
+        ("::ffff:0:8.8.8.8", "a reserved address"),  # SIIT-translated, not a mapped address
+        ("4000::1", "a reserved address"),
+        ("100::1", "a private address"),  # discard-only
+        ("2001:db8::1", "a private address"),  # documentation
+    ],
+)
+def test_tools_http_fetch_blocks_ipv6_ranges_that_are_not_public(address: str, reason: str) -> None:
+    assert blocked_reason(address) == reason
+
+
+def test_tools_http_fetch_allows_a_public_ipv6_address() -> None:
+    assert blocked_reason("2606:4700:4700::1111") is None
+
+
+@given(st.ip_addresses(v=4))
+def test_tools_http_fetch_every_embedding_of_a_blocked_ipv4_is_blocked_for_the_same_reason(v: V4) -> None:
+    """The property the filter exists for: wrapping an address in IPv6 never makes it fetchable. The reason
+    names the embedded address's own reason (so the check really looked inside), except where the IPv6
+    form is itself special: `::` and `::1` are not IPv4-compatible addresses but unspecified and loopback."""
+    reason = blocked_reason(str(v))
+    forms = [mapped, sixtofour, nat64, compatible, teredo_client, teredo_server]
+    if reason is None:
+        assert blocked_reason(str(mapped(v))) is None
+        assert blocked_reason(str(sixtofour(v))) is None
+        assert blocked_reason(str(nat64(v))) is None
+        for always_refused in (compatible, teredo_client, teredo_server):
+            assert blocked_reason(str(always_refused(v))) is not None
+        return
+    for wrap in forms:
+        wrapped = blocked_reason(str(wrap(v)))
+        assert wrapped is not None, f"{wrap.__name__}({v}) = {wrap(v)} is allowed"
+        if not (wrap is compatible and int(v) <= 1):
+            assert wrapped.startswith(f"{reason} ({v} inside "), wrapped
 
 
 def test_tools_http_fetch_times_out_on_a_server_that_never_answers() -> None:

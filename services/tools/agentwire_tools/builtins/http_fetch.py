@@ -3,10 +3,11 @@
 * GET only, `http`/`https` only, no credentials in the URL.
 * The host must be on the calling tenant's allowlist (exact names, or `*.example.com` for subdomains);
   an empty allowlist allows nothing.
-* Every address the host resolves to must be public: private, loopback, link-local, CGNAT, multicast,
-  reserved, unspecified and cloud metadata addresses (169.254.169.254, fd00:ec2::254, ...) are refused,
-  IPv4-mapped IPv6 included. The connection goes to the address that was checked (no second lookup a
-  rebinding DNS server could answer differently).
+* Every address the host resolves to must be public: private, loopback, link-local, site-local,
+  unique-local, CGNAT, multicast, reserved, unspecified and cloud metadata addresses (169.254.169.254,
+  fd00:ec2::254, ...) are refused. An IPv6 address that embeds an IPv4 address is judged by the embedded
+  one as well (see `blocked_reason`). The connection goes to the address that was checked (no second
+  lookup a rebinding DNS server could answer differently).
 * Redirects are followed by hand (at most `max_redirects`), each hop checked like the first.
 * The body is read up to `max_bytes`; one deadline covers the whole fetch.
 
@@ -65,19 +66,78 @@ def system_connector(ip: str, port: int, timeout: float) -> socket.socket:
     return socket.create_connection((ip, port), timeout=timeout)
 
 
+#: 64:ff9b::/96, the NAT64 well-known prefix (RFC 6052): the translator connects to the last 32 bits.
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+#: Property names of `ipaddress` addresses that make an address unfit to fetch from, in the order reasons
+#: are given. `site_local` (fec0::/10, deprecated) is spelled out because Python 3.11 calls it global.
+_BLOCKED_KINDS = ("loopback", "link_local", "site_local", "unspecified", "multicast", "private", "reserved")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries, each with the name of its form.
+
+    A transition address can lead to the IPv4 host it names (a dual-stack socket, a NAT64 gateway, a
+    6to4 or Teredo relay), so a filter that judged only the IPv6 address would let 2002:a9fe:a9fe::1
+    reach 169.254.169.254.
+    """
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    if ip.ipv4_mapped is not None:
+        found.append(("an IPv4-mapped address", ip.ipv4_mapped))
+    if ip.sixtofour is not None:
+        found.append(("a 6to4 address", ip.sixtofour))
+    if ip.teredo is not None:
+        server, client = ip.teredo
+        found.extend((("a Teredo address", server), ("a Teredo address", client)))
+    if ip in NAT64_WELL_KNOWN:
+        found.append(("a NAT64 address", ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)))
+    # IPv4-compatible ::a.b.c.d (deprecated, RFC 4291); `::` and `::1` are the unspecified and loopback
+    # addresses, not compatible ones, and are judged as themselves.
+    if int(ip) >> 32 == 0 and int(ip) > 1:
+        found.append(("an IPv4-compatible address", ipaddress.IPv4Address(int(ip))))
+    return found
+
+
+#: Forms whose connection ends at the embedded IPv4 host itself: when that host is public, so is the
+#: address (a public site behind DNS64/NAT64, or a 6to4 site). Teredo (a tunnel through a relay to a
+#: client behind NAT, 2001::/23 is not globally reachable) and IPv4-compatible (deprecated, inside the
+#: reserved ::/8) addresses are refused even when what they embed is public.
+_TRANSLATED_FORMS = ("an IPv4-mapped address", "a 6to4 address", "a NAT64 address")
+
+
 def blocked_reason(address: str) -> str | None:
-    """Why an address must not be fetched from, or None when it is a public address."""
+    """Why an address must not be fetched from, or None when it is a public address.
+
+    The one check of every address http_fetch would connect to: each DNS answer, of the first request
+    and of every redirect hop (IP literals in URLs are resolved to themselves on the same path).
+    """
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return "not an IP address"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _own_reason(ip)
+    # Without its %zone (an interface name): the metadata set and the networks compare plain addresses.
+    ip = ipaddress.IPv6Address(int(ip))
+    embedded = embedded_ipv4(ip)
+    for form, ipv4 in embedded:
+        reason = _own_reason(ipv4)
+        if reason is not None:
+            return f"{reason} ({ipv4} inside {form})"
+    if embedded and embedded[0][0] in _TRANSLATED_FORMS:
+        # Judged by the public IPv4 host it leads to, not by `ipaddress`'s tables for its prefix, which
+        # differ between Python releases (3.11.7 calls 64:ff9b::/96 reserved and 2002::/16 global).
+        return None
+    if embedded:
+        return f"not a public address ({embedded[0][0]})"
+    return _own_reason(ip)
+
+
+def _own_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     if ip in METADATA_ADDRESSES:
         return "a cloud metadata address"
-    for kind in ("loopback", "link_local", "unspecified", "multicast", "private", "reserved"):
-        if getattr(ip, f"is_{kind}"):
-            return f"a {kind.replace('_', '-')} address"
+    for kind in _BLOCKED_KINDS:
+        if getattr(ip, f"is_{kind}", False):  # IPv4 addresses have no `is_site_local`
+            return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind.replace('_', '-')} address"
     if not ip.is_global:
         return "not a public address"
     return None
