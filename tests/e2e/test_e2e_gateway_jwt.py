@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ def signing_key() -> Any:
 
 
 @pytest.fixture(scope="module")
-def jwt_gateway(tmp_path_factory: pytest.TempPathFactory, signing_key: Any) -> Iterator[str]:
+def jwt_stack(tmp_path_factory: pytest.TempPathFactory, signing_key: Any) -> Iterator[LocalStack]:
     workdir: Path = tmp_path_factory.mktemp("jwt-stack")
     public = json.loads(RSAAlgorithm.to_jwk(signing_key.public_key()))
     public.update({"kid": "local-1", "alg": "RS256", "use": "sig"})
@@ -46,7 +47,12 @@ def jwt_gateway(tmp_path_factory: pytest.TempPathFactory, signing_key: Any) -> I
         },
     )
     with LocalStack(settings) as stack:
-        yield stack.gateway_url
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def jwt_gateway(jwt_stack: LocalStack) -> str:
+    return jwt_stack.gateway_url
 
 
 def bearer(key: Any, **claims: Any) -> dict[str, str]:
@@ -69,3 +75,46 @@ def test_a_token_from_the_issuer_opens_a_session_for_its_user(jwt_gateway: str, 
         assert client.get("/v1/sessions", headers=bearer(forged)).status_code == 401
         assert client.get("/v1/sessions", headers=bearer(signing_key, exp=int(time.time()) - 600)).status_code == 401
         assert client.get("/v1/sessions", headers=bearer(signing_key, aud="other")).status_code == 401
+
+
+def test_a_user_of_the_tenant_never_reaches_another_users_session_but_the_tenants_key_does(
+    jwt_stack: LocalStack, jwt_gateway: str, signing_key: Any
+) -> None:
+    # Users of their own: the module's other test opens sessions as "alice" in the same tenant.
+    ann, ben = f"ann-{uuid.uuid4().hex[:8]}", f"ben-{uuid.uuid4().hex[:8]}"
+    alice, bob = bearer(signing_key, sub=ann), bearer(signing_key, sub=ben)
+    api_key = {"Authorization": "Bearer " + jwt_stack.create_api_key("initech")}
+    with httpx.Client(base_url=jwt_gateway, timeout=10) as client:
+        session_id = client.post("/v1/sessions", json={}, headers=alice).json()["session_id"]
+        posted = client.post(f"/v1/sessions/{session_id}/messages", json={"content": "hi"}, headers=alice)
+        assert posted.status_code == 202, posted.text
+        run_id = posted.json()["run_id"]
+        # The body cannot make bob's session alice's (nor anyone else's).
+        bobs = client.post("/v1/sessions", json={"user_id": ann}, headers=bob).json()["session_id"]
+
+        def status(method: str, path: str, headers: dict[str, str], **options: Any) -> int:
+            return client.request(method, path, headers=headers, **options).status_code
+
+        # Bob: alice's session and run do not exist for him, on every kind of route, and he lists only his own.
+        assert status("GET", f"/v1/sessions/{session_id}", bob) == 404
+        assert status("GET", f"/v1/sessions/{session_id}/messages", bob) == 404
+        assert status("POST", f"/v1/sessions/{session_id}/messages", bob, json={"content": "as alice"}) == 404
+        assert status("GET", f"/v1/runs/{run_id}", bob) == 404
+        assert status("GET", f"/v1/runs/{run_id}/events", bob) == 404
+        assert status("GET", f"/v1/runs/{run_id}/approvals", bob) == 404
+        assert status("POST", f"/v1/runs/{run_id}/cancel", bob, json={}) == 404
+        assert status("DELETE", f"/v1/sessions/{session_id}", bob) == 404
+        unknown = client.get("/v1/runs/run_does_not_exist", headers=bob).json()
+        foreign = client.get(f"/v1/runs/{run_id}", headers=bob).json()
+        assert (foreign["title"], foreign["detail"]) == (unknown["title"], unknown["detail"])
+        listed = [s["session_id"] for s in client.get("/v1/sessions", headers=bob).json()["sessions"]]
+        assert listed == [bobs]
+        # Alice still has her session and her run (queued: this stack has no orchestrator), untouched.
+        assert client.get(f"/v1/runs/{run_id}", headers=alice).json()["status"] == "queued"
+        assert [s["session_id"] for s in client.get("/v1/sessions", headers=alice).json()["sessions"]] == [session_id]
+        # The tenant's API key (its backend) sees every user's sessions and runs.
+        assert client.get(f"/v1/sessions/{session_id}", headers=api_key).json()["user_id"] == ann
+        assert client.get(f"/v1/sessions/{bobs}", headers=api_key).json()["user_id"] == ben
+        assert client.get(f"/v1/runs/{run_id}", headers=api_key).status_code == 200
+        everyone = {s["session_id"] for s in client.get("/v1/sessions", headers=api_key).json()["sessions"]}
+        assert everyone >= {session_id, bobs}

@@ -135,7 +135,7 @@ def healthz() -> dict[str, str]:
 ERROR_STATUSES = {
     401: "Missing or invalid credentials",
     403: "The credential lacks the scope this route needs",
-    404: "No such resource for this tenant (another tenant's ids answer this too)",
+    404: "No such resource for this caller (another tenant's ids, and another user's for a JWT, answer this too)",
     409: "Conflict: the session is busy, the approval was decided, the run has ended",
     413: "The request body is too large",
     415: "The body is not JSON",
@@ -265,7 +265,11 @@ def create_session(
 
 
 @endpoint(
-    "GET", "/v1/sessions", scope=SCOPE_RUNS_READ, summary="The tenant's sessions, newest first", tags=["sessions"]
+    "GET",
+    "/v1/sessions",
+    scope=SCOPE_RUNS_READ,
+    summary="The caller's sessions, newest first (an end user's own; an API key's: the whole tenant's)",
+    tags=["sessions"],
 )
 def list_sessions(principal: CurrentPrincipal, limit: PageSize = 20, page_token: PageToken = None) -> SessionList:
     sessions, last = get_dependencies().gateway.list_sessions(
@@ -279,7 +283,7 @@ def get_session(principal: CurrentPrincipal, session_id: Annotated[str, ID_PATH]
     logger.append_keys(session_id=session_id)
     gateway = get_dependencies().gateway
     session = gateway.session_of(principal, session_id)
-    return SessionView.of(session, gateway.session_state(principal, session_id))
+    return SessionView.of(session, gateway.session_state(session))
 
 
 @endpoint(

@@ -60,10 +60,14 @@ class IdempotencyGuard:
                 errors=[{"loc": ["header", "idempotency-key"], "type": "value_error", "msg": "invalid key"}],
             )
 
-    def begin(self, tenant_id: str, key: str, request_fingerprint: str) -> IdempotencyClaim:
-        """Claim the key for this request (conditional write: one of many concurrent requests wins)."""
+    def begin(self, tenant_id: str, key: str, request_fingerprint: str, *, owner: str = "") -> IdempotencyClaim:
+        """Claim the key for this request (conditional write: one of many concurrent requests wins).
+
+        `owner` gives a caller keys of its own within the tenant: an end user's key must never replay
+        another user's answer (a run on a session it may not see) nor collide with another user's key.
+        Empty for the tenant's API keys, which share the tenant's keys (and keep their stored hashes)."""
         self.check_key(key)
-        key_hash = hashlib.sha256(key.encode()).hexdigest()
+        key_hash = hashlib.sha256((f"{owner}\x00{key}" if owner else key).encode()).hexdigest()
         now = self.clock()
         if self.store.claim(tenant_id, key_hash, fingerprint=request_fingerprint, now=now, expires_at=now + self.ttl):
             return IdempotencyClaim(Claim.NEW, key_hash)

@@ -186,7 +186,8 @@ def _http_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, An
             if event.get("isBase64Encoded") and body:
                 body = base64.b64decode(body).decode("utf-8", "replace")
             fingerprint = guards.fingerprint(method, path, event.get("rawQueryString") or "", body)
-            claim = deps.idempotency.begin(principal.tenant_id, key, fingerprint)
+            owner = principal.key_id if principal.is_end_user else ""
+            claim = deps.idempotency.begin(principal.tenant_id, key, fingerprint, owner=owner)
             if claim.kind is Claim.MISMATCH:
                 raise problems.invalid_request("this Idempotency-Key was used with a different request")
             if claim.kind is Claim.REPLAY and claim.response is not None:

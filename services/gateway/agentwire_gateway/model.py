@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from agentwire_contracts.content import ErrorInfo, Message, Usage
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,10 +61,27 @@ class Principal(Record):
     scopes: frozenset[str]
     #: The end user: a token's user claim, or the key's id for an API key (a key acts as one user).
     user_id: str = ""
-    kind: str = "api_key"
+    kind: Literal["api_key", "jwt"] = "api_key"
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
+
+    @property
+    def is_end_user(self) -> bool:
+        """A JWT speaks for the one user its token names; an API key is the tenant's service credential
+        (a backend acting for many users), so it sees the whole tenant."""
+        return self.kind == "jwt"
+
+    def may_see(self, session: SessionRecord) -> bool:
+        """Whether this caller may see the session and everything under it (runs, events, approvals,
+        transcript). The one ownership rule: every read and write of a session or run goes through it."""
+        if session.tenant_id != self.tenant_id:
+            return False
+        if not self.is_end_user:
+            return True
+        # Fail closed: an end user without a user id owns nothing (the verifier never makes one, but a
+        # session without a user must not match a principal whose user is empty).
+        return bool(self.user_id) and session.user_id == self.user_id
 
 
 class ApiKeyRecord(Record):

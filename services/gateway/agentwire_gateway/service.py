@@ -256,8 +256,9 @@ class Gateway:
                 f"there is no agent {agent!r}",
                 errors=[{"loc": ["body", "agent"], "type": "unknown_agent", "msg": "unknown agent"}],
             ) from None
-        # A bearer token names its user; an API key (a backend acting for its users) may say which user.
-        user = principal.user_id if principal.kind == "jwt" else user_id
+        # A bearer token names its user, whatever the body says (the session and its user's long-term facts
+        # are its own); an API key (a backend acting for its users) may say which user.
+        user = principal.user_id if principal.is_end_user else user_id
         session = SessionRecord(
             tenant_id=principal.tenant_id,
             session_id=self.ids("ses"),
@@ -270,18 +271,29 @@ class Gateway:
         return session
 
     def session_of(self, principal: Principal, session_id: str) -> SessionRecord:
+        """The session if the principal may see it; else 404, the same answer as for an id that does not
+        exist, so another tenant's or another user's session does not even show that it exists. Every
+        route on a session (and, through `run_of`, on a run) starts here."""
         session = self.read_model.get_session(principal.tenant_id, session_id)
-        if session is None:
+        if session is None or not principal.may_see(session):
             raise problems.not_found("session")
         return session
 
     def list_sessions(
         self, principal: Principal, *, limit: int, after: str | None
     ) -> tuple[list[SessionRecord], str | None]:
-        return self.read_model.list_sessions(principal.tenant_id, limit=limit, after=after)
+        """The sessions the principal may see, newest first: an end user's own, or the whole tenant's."""
+        owner = principal.user_id if principal.is_end_user else None
+        if principal.is_end_user and not owner:
+            return [], None
+        sessions, last = self.read_model.list_sessions(principal.tenant_id, limit=limit, after=after, user_id=owner)
+        # The read model lists by owner already; checking again costs nothing and keeps this the rule's
+        # only place even if a listing entry were ever stale.
+        return [s for s in sessions if principal.may_see(s)], last
 
-    def session_state(self, principal: Principal, session_id: str) -> SessionState:
-        return self.read_model.get_session_state(principal.tenant_id, session_id)
+    def session_state(self, session: SessionRecord) -> SessionState:
+        """Takes the record `session_of` returned, so there is no way to read a state without the check."""
+        return self.read_model.get_session_state(session.tenant_id, session.session_id)
 
     def delete_session(self, principal: Principal, session_id: str, *, trace_header: str | None = None) -> None:
         """Stop what runs, tell every service (session.deleted), then forget the session here."""
@@ -392,10 +404,20 @@ class Gateway:
         raise problems.conflict("this Idempotency-Key was reused too many times; use a new key")
 
     def run_of(self, principal: Principal, run_id: str) -> RunRecord:
+        """The run if the principal may see its session; else 404, as for a run that does not exist. Every
+        route on a run (events, cancel, approvals) starts here."""
         run = self.read_model.get_run(principal.tenant_id, run_id)
-        if run is None:
+        if run is None or not self._may_see_run(principal, run):
             raise problems.not_found("run")
         return run
+
+    def _may_see_run(self, principal: Principal, run: RunRecord) -> bool:
+        if not principal.is_end_user:
+            return run.tenant_id == principal.tenant_id
+        # A run belongs to whoever owns its session (a session's user never changes, and deleting the
+        # session deletes its runs), so the session decides. Only end users pay for this extra read.
+        session = self.read_model.get_session(principal.tenant_id, run.session_id)
+        return session is not None and principal.may_see(session)
 
     def request_cancel(
         self, principal: Principal, run_id: str, *, reason: str, trace_header: str | None = None

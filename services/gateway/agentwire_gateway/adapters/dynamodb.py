@@ -187,19 +187,26 @@ class DynamoReadModel:
         self.table.put_if_absent(
             {"pk": keys.session_pk(session.tenant_id, session.session_id), "sk": keys.SESSION_SK, **values}
         )
-        self.table.put(
-            {
-                "pk": keys.tenant_pk(session.tenant_id),
-                "sk": keys.session_listing_sk(session.created_at, session.session_id),
-                **values,
-            }
-        )
+        for listing_pk in self._listing_pks(session):
+            self.table.put(
+                {"pk": listing_pk, "sk": keys.session_listing_sk(session.created_at, session.session_id), **values}
+            )
 
-    def list_sessions(self, tenant_id: str, *, limit: int, after: str | None) -> tuple[list[SessionRecord], str | None]:
+    @staticmethod
+    def _listing_pks(session: SessionRecord) -> list[str]:
+        """The tenant's listing, and its user's (an end user's list is one Query, not a filtered scan of
+        the tenant's sessions)."""
+        pks = [keys.tenant_pk(session.tenant_id)]
+        if session.user_id:
+            pks.append(keys.user_sessions_pk(session.tenant_id, session.user_id))
+        return pks
+
+    def list_sessions(
+        self, tenant_id: str, *, limit: int, after: str | None, user_id: str | None = None
+    ) -> tuple[list[SessionRecord], str | None]:
         """Newest first; `after` is the opaque position the previous page ended at."""
-        items, last = self.table.query_page(
-            keys.tenant_pk(tenant_id), keys.SESSION_LISTING_PREFIX, limit=limit, after_sk=after, forward=False
-        )
+        pk = keys.user_sessions_pk(tenant_id, user_id) if user_id is not None else keys.tenant_pk(tenant_id)
+        items, last = self.table.query_page(pk, keys.SESSION_LISTING_PREFIX, limit=limit, after_sk=after, forward=False)
         records = [SessionRecord.model_validate({k: v for k, v in i.items() if k not in ("pk", "sk")}) for i in items]
         return records, last
 
@@ -213,7 +220,8 @@ class DynamoReadModel:
         for item in list(self.table.query_prefix(session_pk, "")):
             if item["sk"] != keys.SESSION_TOMBSTONE_SK:
                 self.table.delete(session_pk, str(item["sk"]))
-        self.table.delete(keys.tenant_pk(tenant), keys.session_listing_sk(session.created_at, session_id))
+        for listing_pk in self._listing_pks(session):
+            self.table.delete(listing_pk, keys.session_listing_sk(session.created_at, session_id))
 
     def session_deleted(self, tenant_id: str, session_id: str) -> bool:
         return self.table.get(keys.session_pk(tenant_id, session_id), keys.SESSION_TOMBSTONE_SK) is not None

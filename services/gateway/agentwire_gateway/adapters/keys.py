@@ -7,6 +7,7 @@
     tenant#<T>#run#<R>              run                     a run's status, output, usage
     tenant#<T>#run#<R>              step#<occurred_at>#<event_id>   the run's timeline, in time order
     tenant#<T>                      session#<created>#<S>   the tenant's sessions, newest last
+    tenant#<T>#user#<U>             session#<created>#<S>   a user's sessions (what an end user lists)
     tenant#<T>#session#<S>          state                   active run, queue of waiting runs, version
     tenant#<T>#session#<S>          queued#<R>              a waiting run's run.requested event
     tenant#<T>#session#<S>          run#<R>                 the session's runs (what a delete removes)
@@ -78,6 +79,10 @@ def run_pk(tenant_id: str, run_id: str) -> str:
 
 def step_sk(occurred_at: datetime, event_id: str) -> str:
     return f"{STEP_PREFIX}{rfc3339(occurred_at)}#{event_id}"
+
+
+def user_sessions_pk(tenant_id: str, user_id: str) -> str:
+    return f"tenant#{tenant_id}#user#{user_id}"
 
 
 def session_listing_sk(created_at: datetime, session_id: str) -> str:
