@@ -224,6 +224,9 @@ class Workers:
     silent_tools: set[str] = field(default_factory=set)
     #: Runs whose catalog comes from a tools service older than tool.catalog.ready 1.1 (no tools_tokens).
     catalog_1_0: set[str] = field(default_factory=set)
+    #: Detail-types whose first request of each run is lost (its worker crashed before answering).
+    lose_first: set[str] = field(default_factory=set)
+    lost: list[Event[Any]] = field(default_factory=list)
 
     def answer_for(self, request: Event[Any]) -> EventData:
         data, run_id = request.data, request.metadata.run_id
@@ -305,7 +308,13 @@ class Workers:
                 silent = (
                     isinstance(event.data, ToolInvocationRequested) and event.data.tool_call.name in self.silent_tools
                 )
-                if event.detail_type in self.hold or silent:
+                first = event.detail_type in self.lose_first and not any(
+                    lost.detail_type == event.detail_type and lost.metadata.run_id == event.metadata.run_id
+                    for lost in self.lost
+                )
+                if first:
+                    self.lost.append(event)
+                elif event.detail_type in self.hold or silent:
                     self.held.append(event)
                 else:
                     self.deliver(event, self.answer_for(event))
@@ -849,6 +858,39 @@ def test_a_worker_that_never_answers_times_the_step_out(stack: Stack, workers: W
     assert workers.run(run_id, timeout_s=30) == "FAILED"
     assert time.monotonic() - began < 20
     assert only_failure(workers, run_id).error.code == "States.Timeout"
+    # Asked once more before giving up, with a token of its own (the first one's wait is over).
+    asked = workers.published(run_id, "llm.completion.requested.v1")
+    assert [request.data.step for request in asked] == [0, 0]
+    assert asked[0].metadata.task_token != asked[1].metadata.task_token
+
+
+@pytest.mark.parametrize(
+    ("lost", "timeouts"),
+    [
+        ("llm.completion.requested.v1", StepTimeouts(model_s=2)),
+        ("memory.context.requested.v1", StepTimeouts(memory_s=2)),
+        ("tool.catalog.requested.v1", StepTimeouts(catalog_s=2)),
+    ],
+)
+def test_a_request_lost_with_its_crashed_worker_is_asked_again_and_the_run_completes(
+    stack: Stack, workers: Workers, lost: str, timeouts: StepTimeouts
+) -> None:
+    """On AWS a crashed Lambda's message comes back only after the queue's visibility timeout (6x the
+    function timeout), later than the step's own timeout: the step asks again and the answer to the second
+    request resumes the run."""
+    run_id = new_run_id()
+    workers.lose_first.add(lost)
+    workers.model[run_id] = [said("Hello, Ada.")]
+    starter = Starter(
+        stepfunctions=stack.dependencies.stepfunctions, publisher=stack.dependencies.publisher,
+        agents=stack.dependencies.agents, timeouts=timeouts,
+    )  # fmt: skip
+    assert starter.start(run_requested(run_id)).outcome is StartOutcome.STARTED
+    assert workers.run(run_id, timeout_s=40) == "SUCCEEDED"
+    [first] = [event for event in workers.lost if event.metadata.run_id == run_id]
+    again = [event for event in workers.published(run_id, lost) if event.data == first.data]
+    assert len(again) == 2 and again[1].metadata.task_token != first.metadata.task_token
+    assert [e.data.output.content[0].text for e in workers.published(run_id, "run.completed.v1")] == ["Hello, Ada."]
 
 
 # -- compaction ------------------------------------------------------------------------------------------

@@ -123,9 +123,9 @@ def test_every_retry_names_a_domain_error_code() -> None:
     for name, state in STATES.items():
         for retrier in state.get("Retry", []):
             for error in retrier["ErrorEquals"]:
-                # The one exception: a tool worker that went silent is asked once more (idempotent call).
-                silent_tool = name == "InvokeTool" and error in {"States.HeartbeatTimeout", "States.Timeout"}
-                assert error == "States.ALL" or silent_tool or error.split(".")[0] in {"Llm", "Tools", "Memory"}, (
+                # The one exception: a worker that went silent is asked once more (see below).
+                silent = name in WAITING and error in {"States.HeartbeatTimeout", "States.Timeout"}
+                assert error == "States.ALL" or silent or error.split(".")[0] in {"Llm", "Tools", "Memory"}, (
                     name,
                     error,
                 )
@@ -189,6 +189,21 @@ def test_a_tool_call_names_the_pinned_agent_version_and_retries_only_what_did_no
     # request answer with the first one's result (or run it once the dead attempt's claim lapsed).
     assert set(silent["ErrorEquals"]) == {"States.HeartbeatTimeout", "States.Timeout"} and silent["MaxAttempts"] == 1
     assert [c["Next"] for c in invoke["Catch"] if c["ErrorEquals"] == ["States.ALL"]] == ["ToolCouldNotRun"]
+
+
+@pytest.mark.parametrize("name", sorted(WAITING))
+def test_a_step_whose_worker_went_silent_is_asked_once_more_but_a_human_is_not(name: str) -> None:
+    """A Lambda that crashed mid-step has its message back only after the queue's visibility timeout (6x the
+    function timeout: up to 30 min for llm), long after the step's own timeout: the step publishes its
+    request once more instead (a new message, picked up at once), and the service answers it from its
+    per-step idempotency record or does the work then. An approval that timed out is the human's answer."""
+    silent = [r for r in STATES[name].get("Retry", []) if "States.Timeout" in r["ErrorEquals"]]
+    if name == "RequestApproval":
+        assert silent == []
+        return
+    [retrier] = silent
+    assert retrier["MaxAttempts"] == 1
+    assert STATES[name]["Retry"][-1] is retrier  # after the services' own retryable codes
 
 
 def test_a_model_call_carries_the_runs_spend_and_caps() -> None:
