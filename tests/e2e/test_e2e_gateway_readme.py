@@ -26,8 +26,10 @@ def http_api_example() -> str:
     return match.group(1)
 
 
-@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="the examples use curl and jq")
 def test_the_readme_curl_examples_run(local_stack: Any, tmp_path: Path) -> None:
+    # Never skipped: a README whose examples went untested would pass CI silently.
+    missing = [tool for tool in ("curl", "jq") if not shutil.which(tool)]
+    assert not missing, f"the README's examples use {' and '.join(missing)}: install them (apt-get install curl jq)"
     (tmp_path / ".agentwire").mkdir()
     (tmp_path / ".agentwire" / "local.json").write_text(
         json.dumps({"gateway_url": local_stack.gateway_url, "api_key": local_stack.api_key})
