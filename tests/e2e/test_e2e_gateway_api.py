@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -58,20 +59,56 @@ def test_live_events_show_each_step_started_and_finished(api: GatewayClient) -> 
     assert rest["events"] == [] and rest["done"] is True
 
 
-def test_long_poll_does_not_block_other_requests(api: GatewayClient) -> None:
-    session_id = api.create_session()
-    run_id = api.send_message(session_id, "Hello there")["run_id"]
+def test_long_poll_holds_while_nothing_is_new_returns_on_a_new_event_and_blocks_nothing(api: GatewayClient) -> None:
+    # A run that waits for a human's approval is silent until the decision: the one state in which a poll
+    # after its last event has nothing to answer for as long as we like (a finished run answers at once).
+    session_id = api.create_session(agent="ops", user_id="u-long-poll")
+    run_id = api.send_message(session_id, NOTIFY)["run_id"]
+
+    def waiting_for_approval() -> tuple[str, str] | None:
+        """The pending approval and the cursor after every event the run will have until it is decided."""
+        page = api.request("GET", f"/v1/runs/{run_id}/events?after=0&limit=200").json()
+        types = [event["type"] for event in page["events"]]
+        approvals = api.request("GET", f"/v1/runs/{run_id}/approvals").json()["approvals"]
+        # Every event before the wait is in (each model turn's answer too), so no straggler can end a poll.
+        settled = "run.started" in types and types.count("model.started") == types.count("model.finished") >= 1
+        if "approval.requested" in types and settled and approvals and approvals[0]["status"] == "pending":
+            return approvals[0]["approval_id"], page["next_cursor"]
+        return None
+
+    approval_id, cursor = wait_until(waiting_for_approval, timeout_s=60, what=f"run {run_id} waiting for approval")
+    poll = f"/v1/runs/{run_id}/events?after={cursor}"
+
+    # Nothing new: the poll holds for about `wait` seconds, then answers an empty page.
+    wait_s = 3
+    started = time.monotonic()
+    held = api.request("GET", f"{poll}&wait={wait_s}")
+    held_s = time.monotonic() - started
+    assert held.status_code == 200, held.text
+    assert held.json()["events"] == [] and held.json()["done"] is False, held.json()
+    assert held_s >= 0.8 * wait_s, held_s
+
+    long_wait_s = 15
+    with ThreadPoolExecutor(1) as pool:
+        polling = pool.submit(api.request, "GET", f"{poll}&wait={long_wait_s}")
+        time.sleep(1)  # the poll is in, waiting
+        # Other requests are answered while it waits: the poll holds no lock the server needs.
+        assert api.request("GET", "/healthz", authenticate=False).status_code == 200
+        assert api.get_run(run_id)["status"] == "running"
+        assert not polling.done(), "the poll answered before anything new happened"
+        # Something new for the run (the decision's own live event): the poll answers early, with it.
+        decided_at = time.monotonic()
+        decided = api.request(
+            "POST", f"/v1/runs/{run_id}/approvals/{approval_id}", json={"decision": "reject", "reason": "not now"}
+        )
+        assert decided.status_code == 200, decided.text
+        page = polling.result(timeout=long_wait_s + 10)
+        answered_s = time.monotonic() - decided_at
+    assert page.status_code == 200, page.text
+    types = [event["type"] for event in page.json()["events"]]
+    assert "approval.decided" in types, types
+    assert answered_s < long_wait_s - 5, answered_s  # early: not at the end of its wait
     api.wait_for_run(run_id)
-    last = events_of(api, run_id)[-1]["cursor"]
-    # A poll on another run that has nothing new... a finished run answers at once, so use a queued one:
-    busy = api.create_session()
-    active = api.send_message(busy, "What is 2 * 3?")["run_id"]
-    with ThreadPoolExecutor(2) as pool:
-        waiting = pool.submit(api.request, "GET", f"/v1/runs/{run_id}/events?after={last}&wait=3")
-        health = api.request("GET", "/healthz", authenticate=False)
-        assert health.status_code == 200
-        assert waiting.result().status_code == 200
-    api.wait_for_run(active)
 
 
 def test_sse_streams_the_run_to_its_end(api: GatewayClient) -> None:
