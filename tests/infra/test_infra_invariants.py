@@ -351,6 +351,29 @@ def test_tables_have_pitr_on_demand_and_encryption(synthesized):
         assert table["DeletionPolicy"] == "Retain", path
 
 
+#: Tables kept without expiry, each for a reason a reviewer would accept.
+KEPT_WITHOUT_TTL = {
+    ("tools", "audit"): "the audit trail of every authorization decision: kept, so it can prove who called what",
+}
+
+
+def test_every_table_expires_its_items_unless_it_is_kept_for_a_reason(synthesized):
+    expected = {
+        (service, table.name): table.ttl_attribute
+        for service, manifest in all_manifests().items()
+        for table in manifest.tables
+    }
+    assert set(KEPT_WITHOUT_TTL) <= set(expected)
+    for (service, table), attribute in expected.items():
+        assert (attribute is None) == ((service, table) in KEPT_WITHOUT_TTL), (service, table)
+    ttls = sorted(
+        resource["Properties"]["TimeToLiveSpecification"]["AttributeName"]
+        for resource in synthesized.resources(type_="AWS::DynamoDB::Table").values()
+        if resource["Properties"].get("TimeToLiveSpecification", {}).get("Enabled")
+    )
+    assert ttls == sorted(attribute for attribute in expected.values() if attribute)
+
+
 def test_every_dlq_and_function_is_alarmed(synthesized):
     alarms = synthesized.resources(type_="AWS::CloudWatch::Alarm")
     dlq_alarms = [
