@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from agentwire_contracts import telemetry
 from agentwire_contracts.content import ErrorInfo
 from agentwire_contracts.envelope import Event
 from agentwire_contracts.events.run import RunCancelled, RunCancelRequested, RunFailed, RunRequested
@@ -166,11 +167,14 @@ def _run_id(event: Event[Any]) -> str:
 
 
 def _answer(request: Event[Any], data: Any) -> Event[Any]:
-    """An event of the orchestrator about the request's run (same tenant, run and trace; caused by it)."""
+    """An event of the orchestrator about the request's run (same tenant, run and trace; caused by it):
+    both trace headers, continuing the current span when there is one, so the run stays one trace."""
+    fields = telemetry.trace_fields(request.metadata)
     return Event.create(
         data,
         tenant_id=request.metadata.tenant_id,
         run_id=request.metadata.run_id,
         causation_id=request.metadata.event_id,
-        trace_header=request.metadata.trace_header,
+        trace_header=fields["trace_header"],
+        traceparent=fields["traceparent"],
     )

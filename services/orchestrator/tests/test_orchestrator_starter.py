@@ -177,3 +177,20 @@ def test_cancelling_a_run_id_no_execution_could_have_is_acknowledged(
 ) -> None:
     assert starter.cancel(cancel_requested("no spaces allowed")) is CancelOutcome.ALREADY_ENDED
     assert sfn.calls == []
+
+
+def test_what_the_starter_publishes_carries_both_trace_headers_of_the_request(
+    starter: Starter, publisher: FakePublisher
+) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    xray = "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1"
+    rejected = run_requested("run-1", agent="nobody").model_copy(deep=True)
+    rejected.metadata.traceparent, rejected.metadata.trace_header = traceparent, xray
+    starter.start(rejected)
+    cancel = cancel_requested("run-2")
+    cancel.metadata.traceparent, cancel.metadata.trace_header = traceparent, xray
+    starter.cancel(cancel)
+    published = publisher.of("run.failed.v1") + publisher.of("run.cancelled.v1")
+    assert len(published) == 2
+    for event in published:
+        assert (event.metadata.traceparent, event.metadata.trace_header) == (traceparent, xray), event.detail_type
