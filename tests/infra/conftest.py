@@ -22,6 +22,7 @@ from agentwire_infra.cdk.settings import (
     CTX_CODE,
     CTX_JWT_AUDIENCE,
     CTX_JWT_ISSUER,
+    CTX_SERVICE_ENVIRONMENT,
     AppSettings,
     cdk_json_context,
 )
@@ -108,13 +109,15 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesize
 
 @pytest.fixture(scope="session")
 def configured(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """The app with a JWT issuer and two audiences for the gateway, and an existing Anthropic key secret
-    for the llm (see test_infra_llm_and_auth.py)."""
+    """The app with a JWT issuer and two audiences for the gateway, an existing Anthropic key secret for
+    the llm (see test_infra_llm_and_auth.py) and an http_fetch allowlist for the tools service."""
     return synthesize(
         tmp_path_factory.mktemp("cdk.out.configured"),
         {
             CTX_JWT_ISSUER: "https://login.example.com/",
             CTX_JWT_AUDIENCE: "agentwire-api, agentwire-cli",
             CTX_ANTHROPIC_SECRET_ARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:team/anthropic-AbCdEf",
+            # As `-c` gives it: a JSON string (see test_infra_service_environment.py).
+            CTX_SERVICE_ENVIRONMENT: '{"tools": {"TOOLS_HTTP_ALLOWLIST": {"acme": ["docs.example.com"]}}}',
         },
     )

@@ -271,7 +271,11 @@ class ServiceStack(Stack):
             environment["OTEL_SERVICE_NAME"] = self.manifest.service
         if self.settings.otel_layer_arn:
             environment["AWS_LAMBDA_EXEC_WRAPPER"] = ADOT_EXEC_WRAPPER
-        return environment
+        extra = self.settings.service_environment.get(self.manifest.service, {})
+        clash = sorted(set(extra) & set(environment))
+        if clash:
+            raise ValueError(f"the stack sets {', '.join(clash)} itself; {self.manifest.service} cannot override it")
+        return {**environment, **extra}
 
     def before_functions(self) -> dict[str, str]:
         """Resources the functions' environment refers to; returns the extra environment."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ CTX_OPENAI_SECRET_ARN = "agentwire:openaiSecretArn"  # noqa: S105 (a context key
 #: OTLP/HTTP endpoint the spans go to (with the layer alone: its collector on localhost:4318).
 CTX_OTEL_LAYER_ARN = "agentwire:otelLayerArn"
 CTX_OTLP_ENDPOINT = "agentwire:otlpEndpoint"
+#: `{"<service>": {"NAME": "value", ...}}`: a service's own settings on AWS (e.g. the tools service's
+#: TOOLS_HTTP_ALLOWLIST), as its Lambda environment; a JSON string from the CLI. Never secrets: those go in
+#: Secrets Manager.
+CTX_SERVICE_ENVIRONMENT = "agentwire:serviceEnvironment"
 #: Where the ADOT layer's collector listens for OTLP/HTTP inside the sandbox.
 ADOT_COLLECTOR_ENDPOINT = "http://localhost:4318"
 #: The ADOT layer's wrapper that installs the SDK and its auto-instrumentation before the handler runs.
@@ -59,6 +64,8 @@ class AppSettings:
     openai_secret_arn: str | None = None
     otel_layer_arn: str | None = None
     otlp_endpoint: str | None = None
+    #: service -> extra environment of its functions (`CTX_SERVICE_ENVIRONMENT`).
+    service_environment: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def otlp_export_endpoint(self) -> str | None:
@@ -90,7 +97,31 @@ class AppSettings:
             openai_secret_arn=get(CTX_OPENAI_SECRET_ARN) or None,
             otel_layer_arn=get(CTX_OTEL_LAYER_ARN) or None,
             otlp_endpoint=get(CTX_OTLP_ENDPOINT) or None,
+            service_environment=parse_service_environment(get(CTX_SERVICE_ENVIRONMENT)),
         )
+
+
+def parse_service_environment(value: Any) -> dict[str, dict[str, str]]:
+    """`CTX_SERVICE_ENVIRONMENT` as {service: {NAME: value}}: a JSON string (CLI) or a mapping (cdk.json);
+    a value that is not a string is written as JSON (an allowlist may be given as an object)."""
+    if value in (None, ""):
+        return {}
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{CTX_SERVICE_ENVIRONMENT} must be an object of services, not {type(parsed).__name__}")
+    result: dict[str, dict[str, str]] = {}
+    for service, variables in parsed.items():
+        if service not in SERVICES:
+            raise ValueError(f"{CTX_SERVICE_ENVIRONMENT}: unknown service {service!r} (one of {', '.join(SERVICES)})")
+        if not isinstance(variables, dict) or not all(
+            isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) for name in variables
+        ):
+            raise ValueError(f"{CTX_SERVICE_ENVIRONMENT}[{service!r}] must map variable names to values")
+        result[service] = {
+            name: item if isinstance(item, str) else json.dumps(item, separators=(",", ":"))
+            for name, item in variables.items()
+        }
+    return result
 
 
 class SharedParameter:
