@@ -1,9 +1,10 @@
 """The llm service's one job: answer a completion request with the model's turn, once per (run, step).
 
-Per call, in order: the run's own caps (dollars and tokens, from the request), the response cache
-(deterministic requests of agents that opted in), then for the model and each of its fallbacks: the
-(tenant, model) rate limit, a reservation on the tenant's daily budget, the provider call, and the
-settlement of the reservation with the real cost.
+Per call, in order: the run's token cap (from the request), the response cache (deterministic requests
+of agents that opted in), then for the model and each of its fallbacks, at that model's own price: a
+price at all when a budget applies (fail closed), the run's dollar cap, the (tenant, model) rate limit, a
+reservation on the tenant's daily budget, the provider call, and the settlement of the reservation with
+the real cost. Tool calls of an answer that did not stop to make them are dropped before it is kept.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from agentwire_contracts.events.llm import LlmCompletionCompleted, LlmCompletion
 from pydantic import BaseModel, Field
 
 from agentwire_llm import errors
-from agentwire_llm.model import Completion, CompletionRequest, ModelProvider, estimate_input_tokens, turn_digest
+from agentwire_llm.model import (
+    Completion,
+    CompletionRequest,
+    ModelProvider,
+    estimate_input_tokens,
+    only_finished_tool_calls,
+    turn_digest,
+)
 from agentwire_llm.ports import (
     MessageStore,
     NoRateLimit,
@@ -31,6 +39,7 @@ from agentwire_llm.ports import (
     NoTenantBudget,
     RateLimiter,
     ReasoningStore,
+    Reservation,
     ResponseCache,
     TenantBudget,
 )
@@ -138,6 +147,8 @@ class CallReport:
     throttled: list[str]
     failed_models: list[tuple[str, str]]
     budget_refused: bool = False
+    #: Tool calls dropped from an answer that did not stop to make them (see `only_finished_tool_calls`).
+    dropped_tool_calls: int = 0
 
 
 class CompletionService:
@@ -231,7 +242,9 @@ class CompletionService:
         data = event.data
         tenant_id = event.metadata.tenant_id
         input_tokens = estimate_input_tokens(request)
-        self._check_run_caps(data, request, input_tokens, report)
+        # Tokens do not depend on the model; dollars do, so the run's dollar cap is checked per model
+        # (`_admit`), with the price of the model actually called.
+        self._check_run_tokens(data, request, input_tokens, report)
 
         cacheable = data.cache_responses and request.temperature == 0
         cache_key = response_cache_key(request) if cacheable else ""
@@ -249,13 +262,26 @@ class CompletionService:
             native_turns = {digest: native for digest, (by, native) in reasoned.items() if by == model}
             attempt = request.model_copy(update={"model": model, "native_turns": native_turns})
             try:
-                completion, cost = self._call_model(tenant_id, attempt, input_tokens, report, data)
+                reservation = self._admit(tenant_id, attempt, input_tokens, report, data)
+            except StepError as refusal:
+                report.failed_models.append((model, refusal.code))
+                first_error = first_error or refusal
+                # A fallback the run or the tenant cannot afford (or that has no price) is passed over: the
+                # first model's retryable failure stands, so the run retries the model it can afford rather
+                # than ending on the price of a model it only reached because the first was busy.
+                if refusal.code in FALLBACK_CODES or model != request.model:
+                    continue
+                raise
+            try:
+                completion, cost = self._call_admitted(tenant_id, attempt, input_tokens, reservation, report, data)
             except StepError as error:
                 report.failed_models.append((model, error.code))
                 first_error = first_error or error
                 if error.code in FALLBACK_CODES:
                     continue
                 raise
+            # Before anything keeps the answer (reasoning store, response cache, the recorded turn).
+            completion, report.dropped_tool_calls = only_finished_tool_calls(completion)
             if completion.native_content and self._reasoning is not None:
                 self._reasoning.put(tenant_id, turn_digest(completion.message), model, completion.native_content)
             if cacheable:
@@ -284,17 +310,9 @@ class CompletionService:
         digests = [turn_digest(message) for message in current_tool_loop(messages) if message.role == "assistant"]
         return self._reasoning.get(tenant_id, digests) if digests else {}
 
-    def _check_run_caps(
+    def _check_run_tokens(
         self, data: LlmCompletionRequested, request: CompletionRequest, input_tokens: int, report: CallReport
     ) -> None:
-        if data.max_cost_microusd is not None:
-            estimate = self.prices.estimate_microusd(request.model, input_tokens, request.max_tokens)
-            if data.spent_microusd + estimate > data.max_cost_microusd:
-                report.budget_refused = True
-                raise errors.budget_exceeded(
-                    f"the run has spent {data.spent_microusd} of its {data.max_cost_microusd} micro-dollars and "
-                    f"this call may cost up to {estimate}"
-                )
         max_total_tokens = data.max_total_tokens
         if max_total_tokens is not None:
             spent_tokens = data.spent_tokens
@@ -305,14 +323,32 @@ class CompletionService:
                     f"{input_tokens + request.max_tokens}"
                 )
 
-    def _call_model(
+    def _admit(
         self,
         tenant_id: str,
         request: CompletionRequest,
         input_tokens: int,
         report: CallReport,
-        data: LlmCompletionRequested | None = None,
-    ) -> tuple[Completion, Cost]:
+        data: LlmCompletionRequested,
+    ) -> Reservation:
+        """What must hold before `request.model` is called, at its own price: a price at all when the run's
+        dollar cap or the tenant's daily budget applies (fail closed: a model the table cannot price is
+        never counted as free), the run's dollar cap, the (tenant, model) rate limit, and the reservation
+        on the tenant's day. Raises the refusal's `StepError`; no provider is called."""
+        max_cost = data.max_cost_microusd
+        estimate = self.prices.estimate_microusd(request.model, input_tokens, request.max_tokens)
+        if estimate is None:
+            if max_cost is not None:
+                raise errors.unpriced(request.model, "the run's dollar cap")
+            if self._budget.applies_to(tenant_id):
+                raise errors.unpriced(request.model, "the tenant's daily budget")
+            estimate = 0  # no cap and no budget to hold it against
+        if max_cost is not None and data.spent_microusd + estimate > max_cost:
+            report.budget_refused = True
+            raise errors.budget_exceeded(
+                f"the run has spent {data.spent_microusd} of its {max_cost} micro-dollars and this call to "
+                f"{request.model} may cost up to {estimate}"
+            )
         admission = self._limiter.acquire(tenant_id, request.model, input_tokens)
         if not admission.admitted:
             report.throttled.append(request.model)
@@ -320,13 +356,23 @@ class CompletionService:
                 f"{admission.limit} limit of {request.model} reached for this tenant",
                 retry_after_s=round(admission.retry_after_s, 3),
             )
-        estimate = self.prices.estimate_microusd(request.model, input_tokens, request.max_tokens)
         reservation = self._budget.reserve(tenant_id, estimate)
         if reservation is None:
             report.budget_refused = True
             raise errors.budget_exceeded(
-                f"the tenant's daily budget cannot cover this call (up to {estimate} micro-dollars)"
+                f"the tenant's daily budget cannot cover this call to {request.model} (up to {estimate} micro-dollars)"
             )
+        return reservation
+
+    def _call_admitted(
+        self,
+        tenant_id: str,
+        request: CompletionRequest,
+        input_tokens: int,
+        reservation: Reservation,
+        report: CallReport,
+        data: LlmCompletionRequested,
+    ) -> tuple[Completion, Cost]:
         provider = self.router.provider_for(request.model)
         try:
             completion, cost = self._complete_traced(provider, request, data)

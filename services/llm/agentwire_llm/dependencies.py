@@ -50,12 +50,17 @@ def build_dependencies(settings: LlmSettings) -> Dependencies:
     def script_cursor(script: Script) -> DynamoDbScriptCursor:
         return DynamoDbScriptCursor(dynamodb, settings.state_table_name, script.fingerprint)
 
+    prices = load_price_table(settings.price_table_path)
+    if settings.resolved_provider() == "offline":
+        # The offline provider answers every call, whatever model the agent names, and costs what its own
+        # model costs (nothing): an agent on a model the table does not list still runs under its caps.
+        prices = prices.with_default(prices.price_of(settings.offline_model))
     completions = CompletionService(
         build_router(settings, script_cursor),
         once,
         resolve_model=settings.resolve_model,
         fallbacks=FallbackChains(settings.fallbacks, resolve_model=settings.resolve_model),
-        prices=load_price_table(settings.price_table_path),
+        prices=prices,
         rate_limiter=(
             DynamoDbRateLimiter(dynamodb, settings.state_table_name, settings.rate_limit_of)
             if settings.rate_limits

@@ -79,3 +79,12 @@ BUDGET_EXCEEDED: Final = "Llm.BudgetExceeded"
 
 def budget_exceeded(message: str) -> StepError:
     return llm_error(BUDGET_EXCEEDED, message)
+
+
+def unpriced(model: str, why: str) -> StepError:
+    """A model the price table does not know, asked for while a budget applies: its cost cannot be bounded,
+    so the call is refused rather than counted as free. Not retryable: an operator must price it."""
+    return bad_request(
+        f"the model {model!r} has no price in the price table, and {why} applies to this call: add the model "
+        "(or a prefix of its id) to the price table (data/prices.json, or the file AGENTWIRE_LLM_PRICES names)"
+    )

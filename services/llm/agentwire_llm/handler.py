@@ -106,6 +106,20 @@ def _work(dependencies: Dependencies, event: Event[LlmCompletionRequested]) -> L
         completions = dependencies.completions
         _record_report(completions.last_report, lambda model: completions.router.provider_for(model).name)
     data = answer.data
+    dropped = dependencies.completions.last_report.dropped_tool_calls
+    if dropped:
+        # The session stays usable (see `only_finished_tool_calls`), but the model wanted a tool it did not
+        # get: usually max_tokens is too small for the agent. Counts and the model only, never the calls' input.
+        logger.warning(
+            "unfinished tool calls dropped from an answer that did not stop for them",
+            extra={
+                "dropped_tool_calls": dropped,
+                "stop_reason": data.stop_reason,
+                "provider": data.provider,
+                "model": data.model,
+                "output_tokens": data.usage.output_tokens,
+            },
+        )
     if answer.replayed:
         # Its usage was counted when it was recorded; what is worth seeing is how often SQS redelivers.
         metrics.add_metric(name="CompletionsReplayed", unit=MetricUnit.Count, value=1)

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Literal, Protocol
 
-from agentwire_contracts.content import Message, ToolCall, ToolSpec, Usage
+from agentwire_contracts.content import Message, TextBlock, ToolCall, ToolSpec, ToolUseBlock, Usage
 from agentwire_contracts.tokens import (
     BLOCK_OVERHEAD_TOKENS,
     estimate_block_tokens,
@@ -67,6 +67,46 @@ class Completion(BaseModel):
     @property
     def tool_calls(self) -> list[ToolCall]:
         return [ToolCall(id=block.id, name=block.name, input=block.input) for block in self.message.tool_uses()]
+
+
+#: What an answer says when it has nothing left to say once its unfinished tool calls are gone (or was cut
+#: before it said anything): the providers refuse an assistant message with empty content in the next
+#: request, so the transcript must hold something, and this is what happened.
+CUT_OFF_NOTES: dict[str, str] = {
+    "max_tokens": "[The answer was cut off at the token limit.]",
+    "stop_sequence": "[The answer was cut off at a stop sequence before its tool call was made.]",
+    "end_turn": "[The answer ended before its tool call was made.]",
+}
+
+
+def only_finished_tool_calls(completion: Completion) -> tuple[Completion, int]:
+    """The answer with its tool calls only if the model stopped to make them, and how many were dropped.
+
+    A tool call is a call only when the model stopped for it (`tool_use`). An answer that stopped for
+    another reason (cut at `max_tokens`, a stop sequence, a refusal or guardrail mapped to `end_turn`)
+    may hold a `tool_use` block whose input is truncated, and the run treats the answer as final, so no
+    tool would ever answer it: kept, it would be a call without a result in the transcript, which every
+    provider refuses in every later request of the session. Such blocks are dropped here, once, for
+    every provider. If that, or a cut before the model said anything, leaves no text, the answer says
+    why in a short note (see `CUT_OFF_NOTES`). The provider's native content is dropped with any change:
+    it no longer matches the message, and reasoning only has to go back within a tool loop, which an
+    answer without a call ends.
+    """
+    if completion.stop_reason == "tool_use":
+        return completion, 0
+    content = completion.message.content
+    kept = [block for block in content if not isinstance(block, ToolUseBlock)]
+    dropped = len(content) - len(kept)
+    says_something = any(isinstance(block, TextBlock) and block.text.strip() for block in kept)
+    # An empty answer that finished is what the model said (the formats keep it as one empty text block);
+    # one cut at the token limit before any text (e.g. all of it spent reasoning) says so.
+    cut_silent = not says_something and completion.stop_reason == "max_tokens"
+    if not dropped and not cut_silent:
+        return completion, 0
+    if not says_something:
+        kept = [TextBlock(text=CUT_OFF_NOTES.get(completion.stop_reason, CUT_OFF_NOTES["end_turn"]))]
+    message = Message(role=completion.message.role, content=kept)
+    return completion.model_copy(update={"message": message, "native_content": None}), dropped
 
 
 class ModelProvider(Protocol):

@@ -55,6 +55,10 @@ class Reservation:
 
 
 class TenantBudget(Protocol):
+    def applies_to(self, tenant_id: str) -> bool:
+        """The tenant has a daily budget (so a call whose cost cannot be bounded must be refused)."""
+        ...
+
     def reserve(self, tenant_id: str, microusd: int) -> Reservation | None:
         """Holds `microusd` of the tenant's daily budget; None when that would exceed it (fail closed)."""
         ...
@@ -65,6 +69,9 @@ class TenantBudget(Protocol):
 
 
 class NoTenantBudget:
+    def applies_to(self, tenant_id: str) -> bool:
+        return False
+
     def reserve(self, tenant_id: str, microusd: int) -> Reservation | None:
         return Reservation(tenant_id, "", microusd)
 

@@ -81,6 +81,10 @@ class PriceTable:
     def knows(self, model: str) -> bool:
         return self.price_of(model) is not None
 
+    def with_default(self, default: ModelPrice | None) -> PriceTable:
+        """The same prices, with `default` for every model the table does not list."""
+        return PriceTable(self._prices, default)
+
     def cost(self, model: str, usage: Usage) -> Cost:
         price = self.price_of(model)
         if price is None:
@@ -93,12 +97,13 @@ class PriceTable:
         )
         return Cost(total)
 
-    def estimate_microusd(self, model: str, input_tokens: int, max_output_tokens: int) -> int:
+    def estimate_microusd(self, model: str, input_tokens: int, max_output_tokens: int) -> int | None:
         """An upper bound of a call's cost before it is made: every input token at the dearer of the
-        input and cache-write prices, and the full `max_tokens` of output."""
+        input and cache-write prices, and the full `max_tokens` of output. None for a model the table
+        cannot price: no bound at all, which a budget must refuse rather than take for zero."""
         price = self.price_of(model)
         if price is None:
-            return 0
+            return None
         total = input_tokens * max(price.input, price.cache_write) + max_output_tokens * price.output
         return math.ceil(total)
 
@@ -111,5 +116,5 @@ def default_price_table() -> PriceTable:
 def load_price_table(path: Path | None, default: ModelPrice | None = None) -> PriceTable:
     if path is None:
         table = default_price_table()
-        return PriceTable(table._prices, default) if default is not None else table
+        return table.with_default(default) if default is not None else table
     return PriceTable.from_json(path.read_text(), default)

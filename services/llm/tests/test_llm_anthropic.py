@@ -14,10 +14,11 @@ import httpx2
 import pytest
 from agentwire_contracts.consumer import StepError
 from agentwire_contracts.content import Message, ToolResultBlock, ToolUseBlock
-from agentwire_llm.model import CompletionRequest
+from agentwire_llm.completion import CallDirectly, CompletionService
+from agentwire_llm.model import CUT_OFF_NOTES, CompletionRequest
 from agentwire_llm.providers.anthropic import AnthropicProvider
 from agentwire_llm.settings import LlmSettings
-from llm_testkit import CALCULATOR, user
+from llm_testkit import CALCULATOR, completion_request_event, user
 
 API_KEY = "sk-ant-test-not-a-real-key"
 
@@ -197,3 +198,36 @@ def test_llm_anthropic_an_answer_cut_short_is_max_tokens(stop_reason: str) -> No
     assert completion.stop_reason == "max_tokens"
     assert completion.message.content[0].text == "The product of 1234 and 5678 is, worked out step by"  # type: ignore[union-attr]
     assert (completion.usage.input_tokens, completion.usage.output_tokens) == (412, 256)
+
+
+def cut_tool_use_body(*content: dict[str, Any]) -> dict[str, Any]:
+    """A Messages API answer cut at max_tokens while the model was writing a tool call."""
+    return {**cut_short_body("max_tokens"), "content": list(content)}
+
+
+PARTIAL_TOOL_USE = {"type": "tool_use", "id": "toolu_01Cut", "name": "calculator", "input": {"expression": "1234 *"}}
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ([{"type": "text", "text": "I'll use the calculator."}, PARTIAL_TOOL_USE], "I'll use the calculator."),
+        ([PARTIAL_TOOL_USE], CUT_OFF_NOTES["max_tokens"]),
+    ],
+)
+def test_llm_anthropic_a_tool_call_cut_at_max_tokens_is_no_call_and_the_next_turn_is_valid(content, said) -> None:
+    answers = iter([cut_tool_use_body(*content), cut_short_body("end_turn")])
+    provider, seen = provider_answering(lambda request: httpx2.Response(200, json=next(answers)))
+    llm = CompletionService(provider, CallDirectly())
+
+    first = llm.answer(completion_request_event([user("What is 1234 * 5678?")], model="claude-sonnet-5-5")).data
+
+    assert first.stop_reason == "max_tokens" and first.tool_calls == [] and first.message.tool_uses() == []
+    assert first.text == said and first.usage.output_tokens == 256
+    # The session's next turn (memory appends the answer as it came) is one the API accepts: no tool_use
+    # without its tool_result, and no assistant message without content.
+    history = [user("What is 1234 * 5678?"), first.message, user("Go on.")]
+    llm.answer(completion_request_event(history, model="claude-sonnet-5-5", step=1))
+    sent = json.loads(seen[1].content)["messages"][1]
+    assert sent["role"] == "assistant"
+    assert [(block["type"], block["text"]) for block in sent["content"]] == [("text", said)]

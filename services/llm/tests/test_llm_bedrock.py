@@ -11,11 +11,13 @@ import boto3
 import pytest
 from agentwire_contracts.consumer import StepError
 from agentwire_contracts.content import Message, TextBlock, ToolResultBlock, ToolUseBlock
-from agentwire_llm.model import CompletionRequest
+from agentwire_llm.completion import CallDirectly, CompletionService
+from agentwire_llm.model import CUT_OFF_NOTES, CompletionRequest
+from agentwire_llm.ports import InMemoryReasoningStore
 from agentwire_llm.providers.bedrock import BedrockProvider
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
-from llm_testkit import CALCULATOR, CURRENT_TIME, user
+from llm_testkit import CALCULATOR, CURRENT_TIME, completion_request_event, user
 
 MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 REQUEST = CompletionRequest(
@@ -268,3 +270,39 @@ def test_llm_bedrock_a_reasoned_turn_goes_back_with_its_reasoning_blocks(stubbed
         model=MODEL, messages=loop, tools=[CURRENT_TIME], native_turns={turn_digest(first.message): json_safe}
     )
     assert provider.complete(second).text == "It is noon."
+
+
+def test_llm_bedrock_a_tool_call_cut_at_max_tokens_is_no_call_and_the_next_turn_is_valid(stubbed) -> None:
+    """Converse cut while the model reasoned and began a tool call: the answer keeps neither the call nor
+    its reasoning, and the next request of the session (checked against the Converse model) carries the
+    turn as a note, not a toolUse without its toolResult and not an empty assistant message."""
+    provider, stubber = stubbed
+    cut = [
+        {"reasoningContent": {"reasoningText": {"text": "Use the calculator.", "signature": "c2ln"}}},
+        {"toolUse": {"toolUseId": "tooluse_cut", "name": "calculator", "input": {}}},
+    ]
+    stubber.add_response("converse", converse_response(cut, "max_tokens"))
+    reasoning = InMemoryReasoningStore()
+    llm = CompletionService(provider, CallDirectly(), reasoning=reasoning)
+
+    first = llm.answer(completion_request_event([user("What is 1234 * 5678?")], model=MODEL, tools=[])).data
+
+    assert first.stop_reason == "max_tokens" and first.tool_calls == []
+    assert first.text == CUT_OFF_NOTES["max_tokens"] and reasoning.turns == {}
+    history = [user("What is 1234 * 5678?"), first.message, user("Go on.")]
+    stubber.add_response(
+        "converse",
+        converse_response([{"text": "7,006,652."}], "end_turn"),
+        {
+            "modelId": MODEL,
+            "system": [{"text": "You are a helpful assistant."}],
+            "messages": [
+                {"role": "user", "content": [{"text": "What is 1234 * 5678?"}]},
+                {"role": "assistant", "content": [{"text": CUT_OFF_NOTES["max_tokens"]}]},
+                {"role": "user", "content": [{"text": "Go on."}]},
+            ],
+            "inferenceConfig": {"maxTokens": 512},
+        },
+    )
+    second = llm.answer(completion_request_event(history, model=MODEL, step=1, tools=[])).data
+    assert second.text == "7,006,652."

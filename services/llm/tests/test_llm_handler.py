@@ -187,3 +187,32 @@ def test_llm_handler_builds_its_answer_strictly_to_the_contract(dynamodb, bus) -
     [detail] = bus.details(COMPLETED)
     data = LlmCompletionCompleted.model_validate(detail["data"])
     assert Event.create(data, tenant_id="tenant-1").data == data
+
+
+def test_llm_handler_warns_when_unfinished_tool_calls_are_dropped(
+    dynamodb, bus, tmp_path: Path, monkeypatch, log_stream, capsys
+) -> None:
+    cut = {
+        **text_response("Let me look that up."),
+        "stop_reason": "max_tokens",
+        "content": [
+            {"type": "text", "text": "Let me look that up."},
+            {"type": "tool_use", "id": "toolu_cut", "name": "calculator", "input": {"expression": "hunter2 *"}},
+        ],
+    }
+    script = write_script(tmp_path / "script.json", [cut])
+    monkeypatch.setenv("AGENTWIRE_LLM_PROVIDER", "scripted")
+    monkeypatch.setenv("AGENTWIRE_LLM_SCRIPT", str(script))
+    get_dependencies().publisher = EventPublisher(client=bus, bus_name="test-bus")
+
+    invoke(sqs_record(eventbridge_body(completion_request_event([user("hello")], run_id="run-cut"))))
+
+    [detail] = bus.details(COMPLETED)
+    answer = LlmCompletionCompleted.model_validate(detail["data"])
+    assert (answer.stop_reason, answer.tool_calls, answer.text) == ("max_tokens", [], "Let me look that up.")
+    logs = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    [warning] = [entry for entry in logs if entry["level"] == "WARNING"]
+    assert warning["dropped_tool_calls"] == 1 and warning["stop_reason"] == "max_tokens"
+    assert warning["correlation_id"] == "run-cut"
+    everything = log_stream.getvalue() + capsys.readouterr().out
+    assert "hunter2" not in everything and "look that up" not in everything  # counts, never content

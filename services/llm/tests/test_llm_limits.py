@@ -81,6 +81,8 @@ def test_llm_tenant_budget_reserves_settles_and_fails_closed(dynamodb) -> None:
     assert budget.reserve("acme", 2000) is None  # more than the whole budget
     unlimited = budget.reserve("globex", 10**9)
     assert unlimited is not None and unlimited.day == ""
+    # Only a tenant with a budget needs every call priced (an unpriced model is refused for it).
+    assert budget.applies_to("acme") and not budget.applies_to("globex")
 
 
 def test_llm_response_cache_is_per_tenant_and_expires(dynamodb) -> None:

@@ -14,9 +14,10 @@ import httpx2
 import pytest
 from agentwire_contracts.consumer import StepError
 from agentwire_contracts.content import Message, TextBlock, ToolResultBlock, ToolUseBlock
-from agentwire_llm.model import CompletionRequest
+from agentwire_llm.completion import CallDirectly, CompletionService
+from agentwire_llm.model import CUT_OFF_NOTES, CompletionRequest
 from agentwire_llm.providers.openai import OpenAIProvider
-from llm_testkit import CALCULATOR, CURRENT_TIME, user
+from llm_testkit import CALCULATOR, CURRENT_TIME, completion_request_event, user
 
 API_KEY = "sk-proj-test-not-a-real-key"
 
@@ -244,3 +245,19 @@ def test_llm_openai_timeouts_connection_errors_and_malformed_bodies() -> None:
         with pytest.raises(StepError) as raised:
             provider.complete(REQUEST)
         assert raised.value.code == code and raised.value.retryable is True
+
+
+@pytest.mark.parametrize("arguments", ['{"expression": "1234 *', '{"expression": "1234"}'])
+def test_llm_openai_a_tool_call_cut_at_the_length_limit_is_no_call(arguments: str) -> None:
+    # Before, `length` with tool calls became tool_use (a truncated call to run) or, with broken JSON, a
+    # retryable failure that the same cut would repeat.
+    cut = json.loads(json.dumps(TOOL_CALL_BODY))
+    cut["choices"][0]["finish_reason"] = "length"
+    cut["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = arguments
+    provider, _ = provider_answering(lambda request: httpx2.Response(200, json=cut))
+
+    assert provider.complete(REQUEST).stop_reason == "max_tokens"
+    llm = CompletionService(provider, CallDirectly())
+    answer = llm.answer(completion_request_event([user("What is 1234 * 5678?")], model="gpt-4o-mini")).data
+    assert (answer.stop_reason, answer.tool_calls, answer.text) == ("max_tokens", [], CUT_OFF_NOTES["max_tokens"])
+    assert llm.last_report.dropped_tool_calls == 1

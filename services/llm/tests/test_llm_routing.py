@@ -83,3 +83,33 @@ def test_llm_anthropic_malformed_bodies_are_unavailable() -> None:
         with pytest.raises(StepError) as raised:
             provider.complete(CompletionRequest(model="claude-sonnet-4-5", messages=[user("hi")]))
         assert raised.value.code == "Llm.Unavailable" and raised.value.retryable
+
+
+def test_llm_models_routed_to_a_provider_without_a_price_fail_closed(dynamodb, monkeypatch) -> None:
+    """Built as a cold start builds it: o1/o3/o4, meta., mistral., cohere. go to real providers, but the
+    packaged table has no price for them, so under the run's cap (every run has one) they are refused
+    before any request. The base URL leads nowhere: a call would have been Llm.Unavailable."""
+    from agentwire_llm.dependencies import get_dependencies
+    from llm_testkit import completion_request_event
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-o-not-real")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("AGENTWIRE_LLM_BEDROCK", "true")
+    llm = get_dependencies().completions
+    for model in ("o3-mini", "meta.llama3-3-70b-instruct-v1:0", "mistral.mistral-large-2407-v1:0"):
+        with pytest.raises(StepError) as raised:
+            llm.answer(completion_request_event([user("hi")], model=model, max_cost_microusd=1_000_000))
+        assert (raised.value.code, raised.value.retryable) == ("Llm.BadRequest", False)
+        assert model in raised.value.message and "price table" in raised.value.message
+
+
+def test_llm_offline_answers_any_model_under_a_cap_at_its_own_price(dynamodb, monkeypatch) -> None:
+    # The offline provider answers every model as agentwire-offline-1, which costs nothing: an agent on a
+    # model the table does not list (e.g. "offline") still runs locally under its caps.
+    from agentwire_llm.dependencies import get_dependencies
+    from llm_testkit import completion_request_event
+
+    monkeypatch.setenv("AGENTWIRE_LLM_PROVIDER", "offline")
+    llm = get_dependencies().completions
+    data = llm.answer(completion_request_event([user("hi")], model="offline", max_cost_microusd=1)).data
+    assert (data.provider, data.cost_microusd) == ("offline", 0)

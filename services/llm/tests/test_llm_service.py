@@ -10,7 +10,7 @@ from agentwire_contracts.consumer import StepError
 from agentwire_contracts.content import Message, PayloadRef, TextBlock, ToolUseBlock, Usage, canonical_args_hash
 from agentwire_llm import errors
 from agentwire_llm.completion import CallDirectly, CompletionService, StepKey, step_key, usage_total
-from agentwire_llm.model import Completion, CompletionRequest
+from agentwire_llm.model import Completion, CompletionRequest, estimate_input_tokens
 from agentwire_llm.ports import Admission, Reservation
 from llm_testkit import completion_request_event, user
 
@@ -63,11 +63,18 @@ def answer(
 class FakeBudget:
     room: int
     settled: list[tuple[int, int]] = field(default_factory=list)
+    reserved: list[int] = field(default_factory=list)
+    #: False: the tenant has no daily budget (the adapter's `limit_of` is None).
+    limited: bool = True
+
+    def applies_to(self, tenant_id: str) -> bool:
+        return self.limited
 
     def reserve(self, tenant_id: str, microusd: int) -> Reservation | None:
         if microusd > self.room:
             return None
         self.room -= microusd
+        self.reserved.append(microusd)
         return Reservation(tenant_id, "2025-01-01", microusd)
 
     def settle(self, reservation: Reservation, actual_microusd: int) -> None:
@@ -80,8 +87,10 @@ class FakeLimiter:
     refuse: set[str] = field(default_factory=set)
     cooled: list[tuple[str, float]] = field(default_factory=list)
     settled: list[tuple[str, str, int, int]] = field(default_factory=list)
+    acquired: list[str] = field(default_factory=list)
 
     def acquire(self, tenant_id: str, model: str, tokens: int) -> Admission:
+        self.acquired.append(model)
         return Admission(False, 7.5, "requests") if model in self.refuse else Admission(True)
 
     def cool_down(self, model: str, seconds: float) -> None:
@@ -261,3 +270,98 @@ def test_llm_claim_checked_context_is_resolved_for_the_requests_tenant() -> None
     with pytest.raises(StepError) as raised:
         service(provider).answer(event)  # no payload store configured
     assert raised.value.code == errors.BAD_REQUEST
+
+
+# -- a model without a price never passes a budget ------------------------------------------------------
+
+UNPRICED = "o3-mini"  # routed to OpenAI by default, absent from the price table
+
+
+def test_llm_an_unpriced_model_is_refused_under_the_runs_dollar_cap_before_any_call() -> None:
+    provider, limiter = FakeProvider({UNPRICED: answer(UNPRICED)}), FakeLimiter()
+    event = completion_request_event([user("hi")], model=UNPRICED, spent_microusd=0, max_cost_microusd=1_000_000)
+
+    with pytest.raises(StepError) as raised:
+        service(provider, rate_limiter=limiter).answer(event)
+
+    assert (raised.value.code, raised.value.retryable) == (errors.BAD_REQUEST, False)
+    assert f"{UNPRICED!r} has no price" in raised.value.message and "price table" in raised.value.message
+    assert provider.calls == [] and limiter.acquired == []  # refused before the limiter and the provider
+    # Without a cap or a budget nothing is bounded by its price: it is answered (and costs what the table says).
+    free = service(provider).answer(completion_request_event([user("hi")], model=UNPRICED, step=1)).data
+    assert provider.calls == [UNPRICED] and free.cost_microusd == 0
+
+
+def test_llm_an_unpriced_model_is_refused_when_the_tenant_has_a_daily_budget() -> None:
+    provider, budget = FakeProvider({UNPRICED: answer(UNPRICED)}), FakeBudget(room=10**9)
+    with pytest.raises(StepError) as raised:
+        service(provider, tenant_budget=budget).answer(completion_request_event([user("hi")], model=UNPRICED))
+    assert raised.value.code == errors.BAD_REQUEST and "daily budget" in raised.value.message
+    assert provider.calls == [] and budget.reserved == [] and budget.room == 10**9
+
+    # A tenant the budget does not cover is not refused.
+    unbudgeted = FakeBudget(room=0, limited=False)
+    service(provider, tenant_budget=unbudgeted).answer(completion_request_event([user("hi")], model=UNPRICED, step=1))
+    assert provider.calls == [UNPRICED]
+
+
+def test_llm_the_local_stand_ins_answer_as_priced_models() -> None:
+    # Every run has a dollar cap (AgentLimits.max_cost_usd), so their models must be in the table.
+    from agentwire_llm.pricing import default_price_table
+    from agentwire_llm.providers.offline import OfflineProvider
+    from agentwire_llm.providers.scripted import script_message
+
+    prices = default_price_table()
+    offline = OfflineProvider().complete(CompletionRequest(model="anything", messages=[user("hi")]))
+    assert prices.knows(offline.model) and prices.estimate_microusd(offline.model, 1000, 1000) == 0
+    assert prices.knows(script_message()["model"])
+    assert prices.estimate_microusd("not-a-listed-model", 1000, 1000) is None
+
+
+CHEAP, DEAR = "claude-haiku-4-5", "claude-opus-4-1"
+
+
+def busy_then(fallback_answer: Completion | StepError, fallback: str = DEAR) -> FakeProvider:
+    return FakeProvider({CHEAP: errors.overloaded("busy"), fallback: fallback_answer})
+
+
+def test_llm_a_fallback_is_held_to_the_runs_cap_at_its_own_price() -> None:
+    # 512 tokens of output: ~2,600 micro-dollars on haiku, over 38,400 on opus; the run has 10,000 left.
+    provider = busy_then(answer(DEAR))
+    svc = service(provider, fallbacks=lambda model, agent: [DEAR])
+    event = completion_request_event([user("hi")], model=CHEAP, spent_microusd=990_000, max_cost_microusd=1_000_000)
+
+    with pytest.raises(StepError) as raised:
+        svc.answer(event)
+
+    assert provider.calls == [CHEAP]  # the dear fallback was never called
+    # The first model's retryable failure stands: the run retries the model it can afford.
+    assert (raised.value.code, raised.value.retryable) == (errors.OVERLOADED, True)
+    assert svc.last_report.failed_models == [(CHEAP, errors.OVERLOADED), (DEAR, errors.BUDGET_EXCEEDED)]
+    assert svc.last_report.budget_refused
+
+
+def test_llm_a_fallback_reserves_the_tenant_budget_at_its_own_price() -> None:
+    provider, budget = busy_then(answer(DEAR)), FakeBudget(room=10**9)
+    svc = service(provider, fallbacks=lambda model, agent: [DEAR], tenant_budget=budget)
+    event = completion_request_event([user("hi")], model=CHEAP, max_cost_microusd=1_000_000)
+    input_tokens = estimate_input_tokens(svc.request_of(event.data))
+
+    data = svc.answer(event).data
+
+    assert data.fallback_from == CHEAP and provider.calls == [CHEAP, DEAR]
+    assert budget.reserved == [
+        svc.prices.estimate_microusd(CHEAP, input_tokens, 512),
+        svc.prices.estimate_microusd(DEAR, input_tokens, 512),
+    ]
+    assert budget.reserved[1] > 10 * budget.reserved[0]
+    assert budget.settled == [(budget.reserved[0], 0), (budget.reserved[1], data.cost_microusd)]
+
+
+def test_llm_an_unpriced_fallback_is_never_called_under_a_cap() -> None:
+    provider = busy_then(answer(UNPRICED), fallback=UNPRICED)
+    svc = service(provider, fallbacks=lambda model, agent: [UNPRICED])
+    with pytest.raises(StepError) as raised:
+        svc.answer(completion_request_event([user("hi")], model=CHEAP, max_cost_microusd=1_000_000))
+    assert raised.value.code == errors.OVERLOADED and provider.calls == [CHEAP]
+    assert svc.last_report.failed_models == [(CHEAP, errors.OVERLOADED), (UNPRICED, errors.BAD_REQUEST)]

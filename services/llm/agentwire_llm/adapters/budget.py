@@ -37,6 +37,9 @@ class DynamoDbTenantBudget:
         self._limit_of = limit_of
         self._clock = clock
 
+    def applies_to(self, tenant_id: str) -> bool:
+        return self._limit_of(tenant_id) is not None
+
     def reserve(self, tenant_id: str, microusd: int) -> Reservation | None:
         limit = self._limit_of(tenant_id)
         if limit is None:

@@ -87,6 +87,7 @@ def completion_from_body(body: dict[str, Any], *, provider: str, requested_model
     message = choice.get("message")
     if not isinstance(message, dict):
         raise errors.unavailable("the OpenAI response's choice has no message")
+    finish = str(choice.get("finish_reason") or "stop")
     content: list[ContentBlock] = []
     if message.get("content"):
         content.append(TextBlock(text=str(message["content"])))
@@ -99,16 +100,21 @@ def completion_from_body(body: dict[str, Any], *, provider: str, requested_model
         try:
             arguments = json.loads(function.get("arguments") or "{}")
         except ValueError as exc:
-            # The model wrote arguments that are not JSON: another sample will likely be well formed.
-            raise errors.unavailable(f"the model's arguments for {function['name']} are not JSON") from exc
+            if finish == "length":
+                # Cut off mid-arguments: not a call (the model did not stop to make it). Kept without its
+                # input only so the completion logic drops and counts it with every other unfinished call.
+                arguments = {}
+            else:
+                # The model wrote arguments that are not JSON: another sample will likely be well formed.
+                raise errors.unavailable(f"the model's arguments for {function['name']} are not JSON") from exc
         if not isinstance(arguments, dict):
             raise errors.unavailable(f"the model's arguments for {function['name']} are not a JSON object")
         content.append(ToolUseBlock(id=str(call["id"]), name=str(function["name"]), input=arguments))
     if not content:
         content.append(TextBlock(text=""))
-    finish = str(choice.get("finish_reason") or "stop")
     stop_reason: StopReason = FINISH_REASONS.get(finish, "end_turn")
-    if stop_reason != "tool_use" and any(isinstance(b, ToolUseBlock) for b in content):
+    # Some compatible servers say `stop` with tool calls; calls cut off at the length limit stay cut off.
+    if stop_reason == "end_turn" and any(isinstance(b, ToolUseBlock) for b in content):
         stop_reason = "tool_use"
     raw_usage = body.get("usage") or {}
     prompt = int(raw_usage.get("prompt_tokens") or 0)
