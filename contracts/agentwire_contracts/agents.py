@@ -150,6 +150,12 @@ class AgentCatalog:
             raise UnknownAgent(f"no agent {name!r}" + (f" version {version!r}" if version else ""))
         return agent
 
+    def get_ref(self, ref: str) -> AgentDefinition:
+        """The agent a reference names: `name` (the latest version) or `name@version` (that one, as a
+        session pins it); UnknownAgent when there is none."""
+        name, version = split_ref(ref)
+        return self.get(name, version)
+
     def names(self) -> list[str]:
         return sorted(self._latest)
 
@@ -158,6 +164,12 @@ class AgentCatalog:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(sorted(self._agents.values(), key=lambda a: (a.name, _version_key(a.version))))
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """`assistant` → (assistant, None: the latest); `assistant@2` → (assistant, "2")."""
+    name, _, version = ref.partition("@")
+    return name, (version or None)
 
 
 def _version_key(version: str) -> tuple[tuple[int, str], ...]:

@@ -36,6 +36,11 @@ def test_latest_version_wins_and_a_pinned_version_stays_reachable(tmp_path: Path
     assert catalog.versions("helper") == ["1", "2", "10"]
     with pytest.raises(UnknownAgent):
         catalog.get("helper", "3")
+    # A reference, as a session pins it and every service resolves it: `name@version`, or `name` (latest).
+    assert catalog.get_ref("helper@1").system == "old"
+    assert catalog.get_ref("helper").version == "10"
+    with pytest.raises(UnknownAgent):
+        catalog.get_ref("helper@3")
 
 
 def test_invalid_files_are_rejected_with_the_file_name(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentwire_contracts import telemetry
+from agentwire_contracts.agents import split_ref
 from agentwire_contracts.consumer import StepError
 from agentwire_contracts.content import Message, ToolCall, Usage
 from agentwire_contracts.envelope import Event
@@ -435,7 +436,7 @@ def model_call_span_attributes(
         max_tokens=request.max_tokens,
         temperature=request.temperature,
         session_id=data.session_id if data else None,
-        agent=data.agent if data else None,
+        agent=split_ref(data.agent)[0] if data else None,  # gen_ai.agent.name: the name, not name@version
         step=data.step if data else None,
     )
     if telemetry.content_recording_enabled():

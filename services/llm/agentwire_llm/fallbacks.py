@@ -25,12 +25,14 @@ class FallbackChains:
         self._loaded: AgentCatalog | None = None
 
     def __call__(self, model: str, agent: str) -> list[str]:
+        """`agent` is `name@version` as the run pinned it (a bare name, from an older orchestrator, reads
+        as the latest version)."""
         chain = [self._resolve(m) for m in self._configured.get(model, [])]
         if agent:
             try:
                 if self._loaded is None:
                     self._loaded = self._catalog()
-                chain += [self._resolve(m) for m in self._loaded.get(agent).fallback_models]
+                chain += [self._resolve(m) for m in self._loaded.get_ref(agent).fallback_models]
             except UnknownAgent:
                 pass
         seen: set[str] = {model}

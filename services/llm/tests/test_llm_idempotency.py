@@ -126,7 +126,10 @@ def test_llm_in_progress_record_blocks_a_duplicate_and_expires_with_the_invocati
 
     assert answer.data.text == "done"
     assert provider.calls == 1
-    assert isinstance(provider.duplicate_error, IdempotencyAlreadyInProgressError)
+    # The duplicate is a retryable Llm.Unavailable (the run's Retry backs off), not an SQS redelivery.
+    assert isinstance(provider.duplicate_error, StepError)
+    assert (provider.duplicate_error.code, provider.duplicate_error.retryable) == ("Llm.Unavailable", True)
+    assert isinstance(provider.duplicate_error.__cause__, IdempotencyAlreadyInProgressError)
     [record] = dynamodb.scan(TableName=IDEMPOTENCY_TABLE)["Items"]
     # The lock of a crashed attempt lapses when its invocation would have timed out, not after the TTL.
     in_progress_until = int(record["in_progress_expiration"]["N"])

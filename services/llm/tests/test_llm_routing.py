@@ -71,6 +71,22 @@ def test_llm_fallback_chain_from_configuration_then_the_agent() -> None:
     assert chains("gpt-4o", "") == []
 
 
+def test_llm_fallback_chain_is_the_pinned_versions() -> None:
+    """The run names its agent as the session pinned it (`name@version`): a later version's fallbacks
+    are not the pinned one's."""
+    agents = AgentCatalog(
+        [
+            AgentDefinition(name="a", version="1", model="m", fallback_models=("old",)),
+            AgentDefinition(name="a", version="2", model="m", fallback_models=("new",)),
+        ]
+    )
+    chains = FallbackChains({}, catalog=lambda: agents)
+    assert chains("m", "a@1") == ["old"]
+    assert chains("m", "a@2") == ["new"]
+    assert chains("m", "a") == ["new"]  # a bare name (an older orchestrator): the latest
+    assert chains("m", "a@9") == []
+
+
 def test_llm_anthropic_malformed_bodies_are_unavailable() -> None:
     for response in (
         httpx2.Response(200, text="<html>oops</html>"),

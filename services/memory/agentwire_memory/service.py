@@ -540,9 +540,8 @@ def authorize_tool_call(
     request = event.data
     name = request.tool_call.name
     ref = request.agent or assume_agent
-    agent_name, _, version = ref.partition("@")
     try:
-        agent = agents.get(agent_name, version or None)
+        agent = agents.get_ref(ref)
     except UnknownAgent:
         return ToolDecision(False, ref, POLICY_UNKNOWN_AGENT, f"no agent {ref!r} in this deployment")
     if name not in agent.tools:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from agentwire_contracts.agents import AgentCatalog, AgentDefinition, UnknownAgent, load_catalog
+from agentwire_contracts.agents import AgentCatalog, AgentDefinition, UnknownAgent, load_catalog, split_ref
 
 __all__ = ["AgentCatalog", "AgentDefinition", "UnknownAgent", "builtin_catalog", "parse_ref", "resolve"]
 
@@ -18,10 +18,8 @@ def builtin_catalog() -> AgentCatalog:
     return load_catalog()
 
 
-def parse_ref(ref: str) -> tuple[str, str | None]:
-    """`assistant` → (assistant, None: the latest); `assistant@2` → (assistant, "2")."""
-    name, _, version = ref.partition("@")
-    return name, (version or None)
+#: `assistant` → (assistant, None: the latest); `assistant@2` → (assistant, "2").
+parse_ref = split_ref
 
 
 def resolve(catalog: AgentCatalog, ref: str, version: str | None = None) -> AgentDefinition | None:

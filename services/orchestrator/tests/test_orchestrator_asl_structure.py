@@ -220,3 +220,10 @@ def test_every_fail_state_names_the_error_the_watchdog_reads_as_already_publishe
     # Fail state with another error would get a second run.failed.
     fails = {name: state for name, state in STATES.items() if state["Type"] == "Fail"}
     assert fails and all(state["Error"] == RUN_FAILED_ERROR for state in fails.values())
+
+
+@pytest.mark.parametrize("name", ["CallModel", "Compact"])
+def test_a_model_call_names_the_agent_version_the_session_pinned(name: str) -> None:
+    """The llm service reads the agent's fallback models: those of the pinned version, not the latest's."""
+    [entry] = STATES[name]["Parameters"]["Entries"]
+    assert entry["Detail"]["data"]["agent.$"] == "$.run.agent.ref"

@@ -299,9 +299,8 @@ class ToolsService:
                 return None
             logger.warning("invocation names no agent; judged as the default agent %r", self.assume_agent)
             ref = self.assume_agent
-        name, _, version = ref.partition("@")
         try:
-            return self.agents.get(name, version or None)
+            return self.agents.get_ref(ref)
         except UnknownAgent:
             return None
 

@@ -11,7 +11,10 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
 from agentwire_llm import errors
@@ -67,6 +70,13 @@ class PowertoolsOncePerStep:
             raise StepError(
                 errors.BAD_REQUEST,
                 f"step {key.step} of run {key.run_id} was already answered for a different request",
+            ) from exc
+        except IdempotencyAlreadyInProgressError as exc:
+            # The step asked again while an earlier attempt holds it (a crashed invocation's claim lasts until
+            # that invocation would have timed out): retryable, so the run's backoff outlasts the claim
+            # instead of the message hiding for the whole visibility timeout.
+            raise errors.llm_error(
+                errors.UNAVAILABLE, f"step {key.step} of run {key.run_id} is being answered by another attempt"
             ) from exc
         if not isinstance(turn, RecordedTurn):
             raise TypeError(f"idempotency returned {type(turn).__name__}, expected RecordedTurn")
