@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +38,16 @@ class GatewaySettings(BaseSettings):
     max_wait_s: int = Field(default=20, ge=0, le=25, validation_alias="AGENTWIRE_GATEWAY_MAX_WAIT_S")
     #: An admin key of this tenant administers every tenant; other admin keys only their own.
     operator_tenant: str = Field(default="operator", validation_alias="AGENTWIRE_GATEWAY_OPERATOR_TENANT")
+
+    @model_validator(mode="after")
+    def _an_issuer_needs_an_audience(self) -> GatewaySettings:
+        # Without an audience check, any token the issuer signed for another application would be accepted.
+        if self.jwt_enabled and not (self.jwt_audience or "").strip():
+            raise ValueError(
+                "AGENTWIRE_GATEWAY_JWT_AUDIENCE is required with AGENTWIRE_GATEWAY_JWT_ISSUER: without it a "
+                "token the issuer made for any other application would be accepted"
+            )
+        return self
 
     @property
     def jwt_enabled(self) -> bool:

@@ -116,3 +116,20 @@ def test_bearer_token_through_the_handler(http, deps, verifier, signing_key, pub
     # Another tenant's token does not see it.
     other = token(signing_key, tenant_id="tenant-b")
     http.get(f"/v1/sessions/{created.body['session_id']}", api_key=other).problem(404)
+
+
+def test_an_issuer_without_an_audience_is_refused_at_start(jwks_url: str) -> None:
+    """Fail closed: without an audience, a token the issuer signed for any other application would pass."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="AGENTWIRE_GATEWAY_JWT_AUDIENCE is required"):
+        GatewaySettings(AGENTWIRE_GATEWAY_JWT_ISSUER=ISSUER, AGENTWIRE_GATEWAY_JWT_JWKS_URL=jwks_url)
+    assert not GatewaySettings().jwt_enabled  # no issuer: API keys only, nothing to check
+
+
+def test_a_token_without_an_audience_is_refused(verifier, signing_key):
+    from agentwire_gateway import problems
+
+    with pytest.raises(problems.ProblemError) as raised:
+        verifier.verify(token(signing_key, aud=None))
+    assert raised.value.status == 401

@@ -40,13 +40,20 @@ def tokens(deps, tmp_path: Path, signing_key: Any) -> None:
     public.update({"kid": "k1", "use": "sig", "alg": "RS256"})
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [public]}))
-    settings = GatewaySettings(AGENTWIRE_GATEWAY_JWT_ISSUER=ISSUER, AGENTWIRE_GATEWAY_JWT_JWKS_URL=jwks.as_uri())
+    settings = GatewaySettings(
+        AGENTWIRE_GATEWAY_JWT_ISSUER=ISSUER,
+        AGENTWIRE_GATEWAY_JWT_JWKS_URL=jwks.as_uri(),
+        AGENTWIRE_GATEWAY_JWT_AUDIENCE="agentwire-api",
+    )
     deps.authenticator.tokens = JwksTokenVerifier(settings)
 
 
 def bearer(key: Any, user: str, tenant: str = TENANT) -> str:
     now = int(time.time())
-    claims = {"iss": ISSUER, "sub": user, "tenant_id": tenant, "scope": "runs:read runs:write", "exp": now + 300}
+    claims = {
+        "iss": ISSUER, "aud": "agentwire-api", "sub": user, "tenant_id": tenant,
+        "scope": "runs:read runs:write", "exp": now + 300,
+    }  # fmt: skip
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
 
 

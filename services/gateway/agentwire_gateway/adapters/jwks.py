@@ -66,7 +66,7 @@ class JwksTokenVerifier:
                 algorithms=self.algorithms,
                 issuer=self.issuer,
                 audience=self.settings.jwt_audience,
-                options={"require": ["exp", "iss"], "verify_aud": self.settings.jwt_audience is not None},
+                options={"require": ["exp", "iss", "aud"]},
                 leeway=30,
             )
         except jwt.PyJWTError as exc:
