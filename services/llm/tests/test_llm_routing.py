@@ -51,6 +51,24 @@ def test_llm_keys_come_from_secrets_manager_and_a_missing_key_is_unauthorized() 
     assert raised.value.code == "Llm.Unauthorized" and not raised.value.retryable
 
 
+def test_llm_a_rotated_key_rebuilds_the_provider_and_an_unchanged_one_reuses_it() -> None:
+    secrets = {"arn:anthropic": "sk-ant-old"}
+    reads: list[str] = []
+
+    def read(secret_id: str) -> str:
+        reads.append(secret_id)
+        return secrets[secret_id]
+
+    router = LiveRouter(LlmSettings(ANTHROPIC_API_KEY_SECRET_ARN="arn:anthropic"), read_secret=read)
+    first = router.provider_for("claude-haiku-4-5")
+    assert router.provider_for("claude-sonnet-5-5") is first  # same key: one provider, one client
+    secrets["arn:anthropic"] = "sk-ant-new"  # rotated (the secret cache has read the new value)
+    rotated = router.provider_for("claude-haiku-4-5")
+    assert rotated is not first and rotated._client.api_key == "sk-ant-new"  # type: ignore[attr-defined]
+    assert first._client.api_key == "sk-ant-old"  # type: ignore[attr-defined]
+    assert reads == ["arn:anthropic"] * 3  # read on every call: the Powertools cache keeps it cheap
+
+
 def test_llm_auto_is_live_with_any_credential_and_offline_without() -> None:
     assert LlmSettings().resolved_provider() == "offline"
     assert LlmSettings(OPENAI_API_KEY="").resolved_provider() == "offline"

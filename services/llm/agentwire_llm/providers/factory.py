@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from agentwire_contracts.consumer import StepError
@@ -42,12 +43,15 @@ def read_secret(secret_id: str) -> str:
 
 
 class LiveRouter:
-    """Routes each model id to its provider (`settings.provider_of`), building each provider on first use."""
+    """Routes each model id to its provider (`settings.provider_of`), building each provider on first use
+    and again when its key changes: a key rotated in Secrets Manager is used by warm functions as soon as
+    the secret cache (5 min) reads the new value, instead of every call failing `Llm.Unauthorized`."""
 
     def __init__(self, settings: LlmSettings, read_secret: SecretReader = read_secret) -> None:
         self._settings = settings
         self._read_secret = read_secret
-        self._providers: dict[str, ModelProvider] = {}
+        #: provider name -> (a digest of the key it was built with, the provider).
+        self._providers: dict[str, tuple[str, ModelProvider]] = {}
 
     def provider_for(self, model: str) -> ModelProvider:
         name = self._settings.provider_of(model)
@@ -55,23 +59,32 @@ class LiveRouter:
             return MisconfiguredProvider(
                 "unknown", errors.bad_request(f"no provider is configured for the model {model!r}")
             )
-        if name not in self._providers:
-            self._providers[name] = self._build(name)
-        return self._providers[name]
+        key = self._key_of(name)
+        # A digest, not the key: the router keeps no second copy of it.
+        fingerprint = hashlib.sha256(key.encode()).hexdigest() if key is not None else ""
+        built = self._providers.get(name)
+        if built is None or built[0] != fingerprint:
+            built = (fingerprint, self._build(name, key))
+            self._providers[name] = built
+        return built[1]
 
-    def _key(self, direct: object, secret_id: str | None, variable: str) -> str | None:
+    def _key_of(self, name: ProviderName) -> str | None:
         from pydantic import SecretStr
 
+        s = self._settings
+        direct, secret_id = {
+            "anthropic": (s.anthropic_api_key, s.anthropic_api_key_secret),
+            "openai": (s.openai_api_key, s.openai_api_key_secret),
+        }.get(name, (None, None))
         if isinstance(direct, SecretStr):
             return direct.get_secret_value()
         if secret_id:
             return self._read_secret(secret_id)
         return None
 
-    def _build(self, name: ProviderName) -> ModelProvider:
+    def _build(self, name: ProviderName, key: str | None) -> ModelProvider:
         s = self._settings
         if name == "anthropic":
-            key = self._key(s.anthropic_api_key, s.anthropic_api_key_secret, "ANTHROPIC_API_KEY")
             if key is None:
                 return MisconfiguredProvider("anthropic", errors.llm_error(errors.UNAUTHORIZED, "no Anthropic API key"))
             from agentwire_llm.providers.anthropic import AnthropicProvider
@@ -80,7 +93,6 @@ class LiveRouter:
                 key, base_url=s.anthropic_base_url, timeout_s=s.request_timeout_s, cache_prompt=s.prompt_caching
             )
         if name == "openai":
-            key = self._key(s.openai_api_key, s.openai_api_key_secret, "OPENAI_API_KEY")
             if key is None:
                 return MisconfiguredProvider("openai", errors.llm_error(errors.UNAUTHORIZED, "no OpenAI API key"))
             from agentwire_llm.providers.openai import OpenAIProvider
