@@ -51,6 +51,9 @@ class IdempotencyGuard:
     store: IdempotencyStore
     ttl: timedelta = timedelta(hours=24)
     clock: Callable[[], datetime] = utc_now
+    #: How long a claim holds its key before the same request may take it over: longer than the gateway
+    #: function's timeout (29 s at most), so only a request whose invocation died loses its claim.
+    lease: timedelta = timedelta(seconds=60)
 
     @staticmethod
     def check_key(key: str) -> None:
@@ -69,7 +72,14 @@ class IdempotencyGuard:
         self.check_key(key)
         key_hash = hashlib.sha256((f"{owner}\x00{key}" if owner else key).encode()).hexdigest()
         now = self.clock()
-        if self.store.claim(tenant_id, key_hash, fingerprint=request_fingerprint, now=now, expires_at=now + self.ttl):
+        if self.store.claim(
+            tenant_id,
+            key_hash,
+            fingerprint=request_fingerprint,
+            now=now,
+            expires_at=now + self.ttl,
+            locked_until=now + self.lease,
+        ):
             return IdempotencyClaim(Claim.NEW, key_hash)
         record = self.store.get(tenant_id, key_hash)
         if record is None:  # released or expired between the two calls: the caller tries again

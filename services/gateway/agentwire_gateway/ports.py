@@ -103,7 +103,14 @@ class ReadModel(Protocol):
 
 class IdempotencyStore(Protocol):
     def claim(
-        self, tenant_id: str, key_hash: str, *, fingerprint: str, now: datetime, expires_at: datetime
+        self,
+        tenant_id: str,
+        key_hash: str,
+        *,
+        fingerprint: str,
+        now: datetime,
+        expires_at: datetime,
+        locked_until: datetime,
     ) -> bool: ...
 
     def get(self, tenant_id: str, key_hash: str) -> dict[str, Any] | None: ...

@@ -404,3 +404,29 @@ def test_every_post_honours_an_idempotency_key_and_the_document_says_so(http, ke
         if "post" in operations and operations["post"].get("security") != []:
             names = [p["name"].lower() for p in operations["post"].get("parameters", []) if p["in"] == "header"]
             assert "idempotency-key" in names, path
+
+
+def test_a_claim_whose_request_died_is_taken_over_by_the_same_request_after_its_lease(deps):
+    """A request that claimed its key and then died (its invocation crashed or timed out) must not hold the
+    key for the whole 24 h: after the lease (longer than the function's timeout) the same request owns it."""
+    from datetime import UTC, datetime, timedelta
+
+    from agentwire_gateway.guards import Claim
+
+    guard = deps.idempotency
+    start = datetime.now(UTC)
+    guard.clock = lambda: start
+    dead = guard.begin("tenant-a", "charge-1", "fingerprint-1")
+    assert dead.kind is Claim.NEW  # ... and its invocation dies before `finish`
+
+    guard.clock = lambda: start + timedelta(seconds=30)
+    assert guard.begin("tenant-a", "charge-1", "fingerprint-1").kind is Claim.IN_PROGRESS  # still leased
+    guard.clock = lambda: start + guard.lease + timedelta(seconds=1)
+    assert guard.begin("tenant-a", "charge-1", "another-body").kind is Claim.MISMATCH  # never another request
+    retry = guard.begin("tenant-a", "charge-1", "fingerprint-1")
+    assert retry.kind is Claim.NEW
+    guard.finish("tenant-a", retry, {"statusCode": 202, "headers": {}, "body": '{"run_id": "r"}'})
+
+    guard.clock = lambda: start + timedelta(hours=2)  # a finished answer is kept for the key's 24 h
+    replay = guard.begin("tenant-a", "charge-1", "fingerprint-1")
+    assert replay.kind is Claim.REPLAY and replay.response is not None and '"r"' in replay.response["body"]

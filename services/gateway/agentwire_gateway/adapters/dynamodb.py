@@ -720,8 +720,18 @@ class DynamoIdempotencyStore:
     def __init__(self, table: DynamoTable):
         self.table = table
 
-    def claim(self, tenant_id: str, key_hash: str, *, fingerprint: str, now: datetime, expires_at: datetime) -> bool:
-        """True if this request owns the key now (it was unused or expired)."""
+    def claim(
+        self,
+        tenant_id: str,
+        key_hash: str,
+        *,
+        fingerprint: str,
+        now: datetime,
+        expires_at: datetime,
+        locked_until: datetime,
+    ) -> bool:
+        """True if this request owns the key now: it was unused, expired, or held by a request whose lease
+        lapsed (its invocation died between the claim and the answer) and the same request takes it over."""
         try:
             self.table.client.put_item(
                 TableName=self.table.table_name,
@@ -731,11 +741,18 @@ class DynamoIdempotencyStore:
                         "sk": keys.IDEMPOTENCY_SK,
                         "fingerprint": fingerprint,
                         "state": "in_progress",
+                        "locked_until": _epoch(locked_until),
                         "expires_at": _epoch(expires_at),
                     }
                 ),
-                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
-                ExpressionAttributeValues=to_item({":now": _epoch(now)}),
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR expires_at < :now OR "
+                    "(#state = :in_progress AND locked_until < :now AND fingerprint = :fingerprint)"
+                ),
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=to_item(
+                    {":now": _epoch(now), ":in_progress": "in_progress", ":fingerprint": fingerprint}
+                ),
             )
         except ClientError as error:
             if _is_conditional_failure(error):
