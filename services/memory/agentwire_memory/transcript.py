@@ -285,7 +285,9 @@ def assemble_system(agent_system: str, facts: Sequence[Fact], summary_text: str 
     """What the model gets as its system prompt: the agent's, the user's facts, the latest summary."""
     parts = [agent_system.strip()] if agent_system.strip() else []
     if facts:
-        parts.append(FACTS_HEADING + "\n" + "\n".join(f"- {fact.text}" for fact in facts))
+        # One line per fact, whatever it holds: a fact with line breaks cannot end the list and start a
+        # paragraph of its own that reads like the agent's instructions.
+        parts.append(FACTS_HEADING + "\n" + "\n".join(f"- {' '.join(fact.text.split())}" for fact in facts))
     if summary_text:
         parts.append(SUMMARY_HEADING + "\n" + summary_text.strip())
     return "\n\n".join(parts)
