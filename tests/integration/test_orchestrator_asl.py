@@ -799,6 +799,18 @@ def test_the_token_limit_ends_a_run_that_wants_more(stack: Stack, workers: Worke
     assert workers.invocations[run_id] == []
 
 
+def test_the_token_limit_counts_prompt_cache_reads_and_writes(stack: Stack, workers: Workers) -> None:
+    """Anthropic and OpenAI count cached prompt tokens apart from input_tokens: a cached run still spends them."""
+    run_id = new_run_id()
+    cached = Usage(input_tokens=1, output_tokens=2, cache_creation_input_tokens=7, cache_read_input_tokens=5)
+    workers.model[run_id] = [wants_tools(TWO_CALLS[0], usage=cached)]
+    start(stack, run_requested(run_id, agent="few-tokens"))
+    assert workers.run(run_id) == "FAILED"
+    failed = only_failure(workers, run_id)
+    assert failed.error.code == "Run.TokenLimitExceeded"
+    assert "the run used 15 tokens" in failed.error.message
+
+
 def test_the_budget_ends_a_run_and_the_model_call_carries_spend_and_cap(stack: Stack, workers: Workers) -> None:
     run_id = new_run_id()
     workers.model[run_id] = [wants_tools(TWO_CALLS[0], cost=60), wants_tools(TWO_CALLS[0], cost=60)]

@@ -29,7 +29,8 @@ COUNTER_KEYS = (
     "tool_calls",
     #: tool_calls plus the calls of the model turn in hand (what tool_calls becomes if they run).
     "tool_calls_after",
-    #: input + output tokens of every model call (the agent's max_total_tokens bounds it).
+    #: every token of every model call: input, output, and the prompt-cache writes and reads (which the
+    #: providers count apart from input_tokens); the agent's max_total_tokens bounds it.
     "total_tokens",
     "cost_microusd",
     "input_tokens",
