@@ -316,6 +316,58 @@ def test_no_iam_wildcard_action_and_resource_star_only_for_unscopable_actions(sy
                 assert "AwsSolutions-IAM5[Resource::*]" in acknowledged, path
 
 
+def _policy_documents(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every permission document a resource carries: identity policies and resource policies alike."""
+    kind, props = resource["Type"], resource.get("Properties", {})
+    if kind in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy",
+                "AWS::S3::BucketPolicy", "AWS::Events::EventBusPolicy", "AWS::Logs::ResourcePolicy"}:  # fmt: skip
+        document = props.get("PolicyDocument") or props.get("Statement")
+        yield json.loads(document) if isinstance(document, str) else document
+    elif kind == "AWS::KMS::Key":
+        yield props["KeyPolicy"]
+    elif kind == "AWS::IAM::Role":
+        for policy in props.get("Policies") or []:
+            yield policy["PolicyDocument"]
+
+
+#: Allowed wildcard grants outside identity policies, each with its reason.
+KEY_POLICY_REASON = (
+    "a KMS key policy's Resource '*' is the key itself; kms:* to the account root is AWS's default key "
+    "policy, without which the key could become unmanageable (IAM policies then decide who uses it)"
+)
+
+
+def test_no_wildcard_grant_in_any_policy_document_without_a_reason(synthesized):
+    """Beyond IAM policies: key, topic, queue, bucket, bus and log policies and inline role policies."""
+    checked: set[str] = set()
+    for path, resource in synthesized.resources().items():
+        for document in _policy_documents(resource):
+            statements = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+            for statement in statements:
+                if statement.get("Effect") == "Deny":  # a guard (e.g. deny plain HTTP) narrows, never grants
+                    continue
+                checked.add(resource["Type"])
+                actions = statement.get("Action", [])
+                actions = actions if isinstance(actions, list) else [actions]
+                resources = statement.get("Resource", [])
+                resources = resources if isinstance(resources, list) else [resources]
+                assert "*" not in actions, (path, statement)
+                service_wide = [a for a in actions if a.endswith(":*")]
+                if resource["Type"] == "AWS::KMS::Key":
+                    assert KEY_POLICY_REASON and resources == ["*"], (path, statement)
+                    if service_wide:
+                        root = statement["Principal"]["AWS"]["Fn::Join"][1][-1]
+                        assert service_wide == ["kms:*"] and root == ":root", (path, statement)
+                    continue
+                assert not service_wide, (path, statement)
+                if resource["Type"] != "AWS::IAM::Policy":  # identity policies: see the test above
+                    assert "*" not in resources, (path, statement)
+    kinds = {
+        "AWS::IAM::Policy", "AWS::KMS::Key", "AWS::SQS::QueuePolicy", "AWS::S3::BucketPolicy", "AWS::SNS::TopicPolicy"
+    }  # fmt: skip
+    assert kinds <= checked, kinds - checked
+
+
 def test_no_cross_stack_exports_or_imports(synthesized):
     for stack, template in synthesized.templates.items():
         for output in template.get("Outputs", {}).values():

@@ -90,10 +90,10 @@ def add_deploy_order(result: AgentwireApp) -> None:
     """Deployment order only (the assembly's stack dependencies): no CloudFormation export or import, so
     each stack still updates and rolls back on its own (`make deploy` passes `--exclusively`)."""
     for service, stack in result.services.items():
-        stack.add_dependency(result.bus, "the bus stack writes the SSM parameters this stack reads")
+        stack.add_stack_dependency(result.bus, "the bus stack writes the SSM parameters this stack reads")
         for earlier in DEPLOY_AFTER.get(service, ()):
             if earlier in result.services:
-                stack.add_dependency(result.services[earlier], f"{service} publishes events {earlier} consumes")
+                stack.add_stack_dependency(result.services[earlier], f"{service} publishes events {earlier} consumes")
 
 
 def main() -> None:
