@@ -947,7 +947,11 @@ def test_the_context_request_carries_the_agents_context_policy(stack: Stack, wor
     assert first.max_context_tokens == agent.context.max_context_tokens
     assert first.compaction_threshold_tokens == agent.context.compaction_threshold_tokens
     [call] = workers.published(run_id, "llm.completion.requested.v1")
-    assert call.data.agent == "assistant" and call.data.user_id == "u-7" and call.data.system == agent.system
+    assert (
+        call.data.agent == agent.ref == "assistant@3"
+        and call.data.user_id == "u-7"
+        and call.data.system == agent.system
+    )
     # What the model's window must also hold: the answer and the very tool specs the model call carries.
     assert first.model_context_tokens == agent.context.model_context_tokens
     assert first.max_output_tokens == agent.max_tokens == call.data.max_tokens
