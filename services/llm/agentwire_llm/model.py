@@ -77,6 +77,10 @@ CUT_OFF_NOTES: dict[str, str] = {
     "stop_sequence": "[The answer was cut off at a stop sequence before its tool call was made.]",
     "end_turn": "[The answer ended before its tool call was made.]",
 }
+#: What an answer that finished without a word (e.g. end_turn right after a tool result) holds instead: the
+#: Messages API refuses a non-final assistant turn with empty content, and Converse any empty content, so
+#: kept empty it would break the session's next request.
+EMPTY_ANSWER_NOTE = "[The model ended its turn without saying anything.]"
 
 
 def only_finished_tool_calls(completion: Completion) -> tuple[Completion, int]:
@@ -88,9 +92,10 @@ def only_finished_tool_calls(completion: Completion) -> tuple[Completion, int]:
     tool would ever answer it: kept, it would be a call without a result in the transcript, which every
     provider refuses in every later request of the session. Such blocks are dropped here, once, for
     every provider. If that, or a cut before the model said anything, leaves no text, the answer says
-    why in a short note (see `CUT_OFF_NOTES`). The provider's native content is dropped with any change:
-    it no longer matches the message, and reasoning only has to go back within a tool loop, which an
-    answer without a call ends.
+    why in a short note (see `CUT_OFF_NOTES`); an answer that finished without a word says that
+    (`EMPTY_ANSWER_NOTE`), as no provider takes an empty assistant turn back. The provider's native
+    content is dropped with any change: it no longer matches the message, and reasoning only has to go
+    back within a tool loop, which an answer without a call ends.
     """
     if completion.stop_reason == "tool_use":
         return completion, 0
@@ -98,13 +103,14 @@ def only_finished_tool_calls(completion: Completion) -> tuple[Completion, int]:
     kept = [block for block in content if not isinstance(block, ToolUseBlock)]
     dropped = len(content) - len(kept)
     says_something = any(isinstance(block, TextBlock) and block.text.strip() for block in kept)
-    # An empty answer that finished is what the model said (the formats keep it as one empty text block);
-    # one cut at the token limit before any text (e.g. all of it spent reasoning) says so.
-    cut_silent = not says_something and completion.stop_reason == "max_tokens"
-    if not dropped and not cut_silent:
+    if not dropped and says_something:
         return completion, 0
     if not says_something:
-        kept = [TextBlock(text=CUT_OFF_NOTES.get(completion.stop_reason, CUT_OFF_NOTES["end_turn"]))]
+        # Cut before any text (e.g. all of max_tokens spent reasoning), or finished without a word.
+        note = CUT_OFF_NOTES.get(completion.stop_reason, CUT_OFF_NOTES["end_turn"]) if dropped else None
+        if note is None:
+            note = CUT_OFF_NOTES["max_tokens"] if completion.stop_reason == "max_tokens" else EMPTY_ANSWER_NOTE
+        kept = [TextBlock(text=note)]
     message = Message(role=completion.message.role, content=kept)
     return completion.model_copy(update={"message": message, "native_content": None}), dropped
 

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from agentwire_contracts.content import Message, TextBlock, ToolUseBlock, Usage
 from agentwire_llm.completion import CallDirectly, CompletionService
-from agentwire_llm.model import CUT_OFF_NOTES, Completion, CompletionRequest, StopReason, only_finished_tool_calls
+from agentwire_llm.model import (
+    CUT_OFF_NOTES,
+    EMPTY_ANSWER_NOTE,
+    Completion,
+    CompletionRequest,
+    StopReason,
+    only_finished_tool_calls,
+)
 from agentwire_llm.ports import InMemoryReasoningStore
 from agentwire_llm.providers import anthropic_format, bedrock_format, openai_format
 from llm_testkit import completion_request_event, user
@@ -63,9 +70,25 @@ def test_llm_an_answer_cut_before_it_said_anything_says_it_was_cut() -> None:
     # All of max_tokens spent reasoning: the formats give one empty text block, which no provider accepts back.
     silent, dropped = only_finished_tool_calls(completion("max_tokens", TextBlock(text=""), native=THINKING))
     assert dropped == 0 and silent.text == CUT_OFF_NOTES["max_tokens"] and silent.native_content is None
-    # A finished empty answer is what the model said and stays as it is; a finished text answer too.
-    for finished in (completion("end_turn", TextBlock(text="")), completion("max_tokens", TextBlock(text="Half a"))):
+    # A finished text answer stays as it is, cut or not.
+    finished_answers = (
+        completion("end_turn", TextBlock(text="Done.")),
+        completion("max_tokens", TextBlock(text="Half")),
+    )
+    for finished in finished_answers:
         assert only_finished_tool_calls(finished) == (finished, 0)
+
+
+@pytest.mark.parametrize("stop_reason", ["end_turn", "stop_sequence"])
+def test_llm_an_answer_that_finished_without_a_word_says_so_and_every_provider_accepts_it_next_turn(
+    stop_reason: StopReason,
+) -> None:
+    """E.g. end_turn right after a tool result: kept empty, the next request of the session is refused."""
+    empty, dropped = only_finished_tool_calls(completion(stop_reason, TextBlock(text="")))
+    assert dropped == 0 and empty.message.content == [TextBlock(text=EMPTY_ANSWER_NOTE)]
+    assert anthropic_format.message_param(empty.message)["content"] == [{"type": "text", "text": EMPTY_ANSWER_NOTE}]
+    assert bedrock_format.message_param(empty.message)["content"] == [{"text": EMPTY_ANSWER_NOTE}]
+    assert only_finished_tool_calls(empty) == (empty, 0)
 
 
 def test_llm_dropping_unfinished_calls_is_idempotent() -> None:
