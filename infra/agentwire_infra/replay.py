@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentwire_contracts.agents import split_ref
 from agentwire_contracts.content import Message, canonical_args_hash
 from agentwire_contracts.envelope import Event
 from agentwire_contracts.events.run import RunApprovalDecided, RunApprovalRequested, RunRequested
@@ -244,7 +245,7 @@ def replay(
         raise ReplayError(reason)
     from agentwire_infra.local.stack import LocalStack, StackSettings
 
-    name, _, version = (agent or recording.agent).partition("@")
+    name, version = split_ref(agent or recording.agent)
     version_or_none = version or (None if agent else recording.agent_version)
     ref = name + (f"@{version_or_none}" if version_or_none else "")
     with tempfile.TemporaryDirectory(prefix="agentwire-replay-") as scratch:

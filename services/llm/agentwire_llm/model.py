@@ -106,10 +106,12 @@ def only_finished_tool_calls(completion: Completion) -> tuple[Completion, int]:
     if not dropped and says_something:
         return completion, 0
     if not says_something:
-        # Cut before any text (e.g. all of max_tokens spent reasoning), or finished without a word.
-        note = CUT_OFF_NOTES.get(completion.stop_reason, CUT_OFF_NOTES["end_turn"]) if dropped else None
-        if note is None:
-            note = CUT_OFF_NOTES["max_tokens"] if completion.stop_reason == "max_tokens" else EMPTY_ANSWER_NOTE
+        if dropped:
+            note = CUT_OFF_NOTES.get(completion.stop_reason, CUT_OFF_NOTES["end_turn"])
+        elif completion.stop_reason == "max_tokens":  # cut before any text (e.g. all of it spent reasoning)
+            note = CUT_OFF_NOTES["max_tokens"]
+        else:  # finished without a word
+            note = EMPTY_ANSWER_NOTE
         kept = [TextBlock(text=note)]
     message = Message(role=completion.message.role, content=kept)
     return completion.model_copy(update={"message": message, "native_content": None}), dropped

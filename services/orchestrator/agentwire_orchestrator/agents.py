@@ -9,7 +9,7 @@ from functools import cache
 
 from agentwire_contracts.agents import AgentCatalog, AgentDefinition, UnknownAgent, load_catalog, split_ref
 
-__all__ = ["AgentCatalog", "AgentDefinition", "UnknownAgent", "builtin_catalog", "parse_ref", "resolve"]
+__all__ = ["AgentCatalog", "AgentDefinition", "UnknownAgent", "builtin_catalog", "resolve"]
 
 
 @cache
@@ -18,14 +18,10 @@ def builtin_catalog() -> AgentCatalog:
     return load_catalog()
 
 
-#: `assistant` → (assistant, None: the latest); `assistant@2` → (assistant, "2").
-parse_ref = split_ref
-
-
 def resolve(catalog: AgentCatalog, ref: str, version: str | None = None) -> AgentDefinition | None:
     """The agent a run asks for (`version`, else the one in `ref`, else the latest), or None when the
     catalog has no such name or version."""
-    name, ref_version = parse_ref(ref)
+    name, ref_version = split_ref(ref)
     version = version or ref_version
     try:
         return catalog.get(name, version)

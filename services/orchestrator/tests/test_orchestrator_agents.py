@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from agentwire_contracts.agents import AgentCatalog, AgentDefinition, AgentLimits, load_catalog
-from agentwire_orchestrator.agents import builtin_catalog, parse_ref, resolve
+from agentwire_contracts.agents import AgentCatalog, AgentDefinition, AgentLimits, load_catalog, split_ref
+from agentwire_orchestrator.agents import builtin_catalog, resolve
 from agentwire_orchestrator.run_input import agent_input
 
 
@@ -23,8 +23,8 @@ def test_the_builtin_catalog_is_the_contracts_defaults() -> None:
 @pytest.mark.parametrize(
     ("ref", "expected"), [("assistant", ("assistant", None)), ("assistant@2", ("assistant", "2")), ("a@", ("a", None))]
 )
-def test_parse_ref(ref: str, expected: tuple[str, str | None]) -> None:
-    assert parse_ref(ref) == expected
+def test_split_ref(ref: str, expected: tuple[str, str | None]) -> None:
+    assert split_ref(ref) == expected
 
 
 def test_resolve_picks_the_latest_or_the_pinned_version() -> None:

@@ -68,7 +68,8 @@ def completion_from_body(body: dict[str, Any], *, provider: str, requested_model
             raise errors.unavailable(f"malformed {kind} block in the response: {exc}") from exc
     if not content:
         # The contract requires a non-empty message; an empty answer (e.g. end_turn right after a tool
-        # result) is represented as one empty text block, which is what the model said.
+        # result) is represented as one empty text block, which is what the model said (the completion
+        # service keeps a note instead, see `model.only_finished_tool_calls`).
         content.append(TextBlock(text=""))
     stop_reason = body.get("stop_reason") or "end_turn"
     if stop_reason not in STOP_REASONS:
